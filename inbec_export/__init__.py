@@ -1,0 +1,10 @@
+"""inbec-export: business email compromise evidence to ECS documents, findings and timelines."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+#: ECS version the documents follow.
+ECS_VERSION = "8.17.0"
+
+__all__ = ["ECS_VERSION", "__version__"]

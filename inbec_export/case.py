@@ -1,0 +1,92 @@
+"""What a case knows before reading evidence: its id, legitimate domains and rule settings."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+
+from inbec_export.domains import LookalikeDetector, LookalikeMatch, registrable
+from inbec_export.errors import UsageError
+
+#: Authentication results that count as failures unless the case says otherwise.
+DEFAULT_AUTH_FAILURES: dict[str, frozenset[str]] = {
+    "spf": frozenset({"fail", "softfail"}),
+    "dkim": frozenset({"fail"}),
+    "dmarc": frozenset({"fail"}),
+    "compauth": frozenset({"fail"}),
+}
+
+_CASE_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+
+
+@lru_cache(maxsize=1)
+def freemail_domains() -> frozenset[str]:
+    """The bundled list of free webmail domains."""
+    text = resources.files("inbec_export").joinpath("data/freemail.txt").read_text("utf-8")
+    return frozenset(
+        line.strip().lower() for line in text.splitlines() if line.strip() and line[0] != "#"
+    )
+
+
+def validate_case_id(case_id: str) -> str:
+    """Lower-case ``case_id`` and check it is usable in index names and file names."""
+    normalised = case_id.strip().lower()
+    if not _CASE_ID.match(normalised):
+        raise UsageError(
+            f"case id {case_id!r} is not valid: use 1 to 63 characters a-z, 0-9, '-' or '_', "
+            "starting with a letter or digit"
+        )
+    return normalised
+
+
+def parse_auth_failures(specs: list[str]) -> dict[str, frozenset[str]]:
+    """Parse ``method=result[,result...]`` settings (``spf=fail,softfail``)."""
+    policy: dict[str, set[str]] = {}
+    for spec in specs:
+        method, sep, values = spec.partition("=")
+        if not sep or not method.strip() or not values.strip():
+            raise UsageError(f"--auth-fail {spec!r}: write it as method=result[,result...]")
+        results = {value.strip().lower() for value in values.split(",") if value.strip()}
+        policy.setdefault(method.strip().lower(), set()).update(results)
+    return {method: frozenset(results) for method, results in policy.items()}
+
+
+@dataclass
+class CaseContext:
+    """Settings shared by every rule of one analysis run."""
+
+    case_id: str = "case"
+    legit_domains: tuple[str, ...] = ()
+    allowlist: tuple[str, ...] = ()
+    auth_failures: dict[str, frozenset[str]] = field(
+        default_factory=lambda: dict(DEFAULT_AUTH_FAILURES)
+    )
+    subject_pattern: re.Pattern[str] | None = None
+    freemail: frozenset[str] = field(default_factory=freemail_domains)
+
+    def __post_init__(self) -> None:
+        self.legit_domains = tuple(sorted({registrable(d) for d in self.legit_domains if d}))
+        self.allowlist = tuple(sorted({registrable(d) for d in self.allowlist if d}))
+        self._legit = frozenset(self.legit_domains)
+        self._trusted = self._legit | frozenset(self.allowlist)
+        self._detector = LookalikeDetector(self.legit_domains, self.allowlist)
+
+    def is_legit(self, domain: str | None) -> bool:
+        """True for a legitimate domain or any of its subdomains."""
+        return bool(domain) and registrable(domain or "") in self._legit
+
+    def is_trusted(self, domain: str | None) -> bool:
+        """True for a legitimate or allowlisted domain (or a subdomain of one)."""
+        return bool(domain) and registrable(domain or "") in self._trusted
+
+    def lookalike(self, domain: str | None) -> LookalikeMatch | None:
+        """The lookalike match of ``domain`` against the legitimate domains, or None."""
+        if not domain:
+            return None
+        return self._detector.match(domain)
+
+    def is_freemail(self, domain: str | None) -> bool:
+        """True when ``domain`` belongs to a free webmail provider."""
+        return bool(domain) and registrable(domain or "") in self.freemail

@@ -1,0 +1,85 @@
+"""The reader interface and registry: one module per evidence format registers here."""
+
+from __future__ import annotations
+
+import hashlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+from inbec_export.model import EvidenceFile, EvidenceFormat, ReadEvent
+
+#: Bytes read from the start of a file to recognise its format.
+SNIFF_BYTES = 8192
+
+#: Chunk size for hashing evidence, in bytes.
+HASH_CHUNK_BYTES = 1024 * 1024
+
+
+class Reader(ABC):
+    """Reads one evidence format. Subclasses register with :func:`register`.
+
+    ``sniff`` recognises the format from the file's first bytes (never its name);
+    ``read`` yields one event per item and must not raise for a bad item: it yields an
+    :class:`~inbec_export.model.ItemFailure` instead and goes on.
+    """
+
+    format: ClassVar[EvidenceFormat]
+
+    #: Lower runs first; content checks that are stricter go earlier.
+    priority: ClassVar[int] = 50
+
+    @classmethod
+    @abstractmethod
+    def sniff(cls, head: bytes) -> bool:
+        """True if ``head`` (the first :data:`SNIFF_BYTES` of a file) is this format."""
+
+    @abstractmethod
+    def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
+        """Yield the records, failures and non-mail items of ``evidence``."""
+
+
+_REGISTRY: list[type[Reader]] = []
+
+
+def register(reader: type[Reader]) -> type[Reader]:
+    """Class decorator that adds a reader to the registry."""
+    if reader not in _REGISTRY:
+        _REGISTRY.append(reader)
+        _REGISTRY.sort(key=lambda cls: cls.priority)
+    return reader
+
+
+def readers() -> list[type[Reader]]:
+    """The registered readers, in sniffing order."""
+    return list(_REGISTRY)
+
+
+def reader_for(format_name: str) -> type[Reader]:
+    """The reader class of ``format_name``."""
+    for reader in _REGISTRY:
+        if reader.format == format_name:
+            return reader
+    raise KeyError(format_name)
+
+
+def sniff_format(path: Path) -> EvidenceFormat | None:
+    """Recognise the evidence format of ``path`` from its content, or None."""
+    with path.open("rb") as handle:
+        head = handle.read(SNIFF_BYTES)
+    for reader in _REGISTRY:
+        if reader.sniff(head):
+            return reader.format
+    return None
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    """Return the size and SHA-256 of ``path``, read in chunks (evidence is opened read-only)."""
+    digest = hashlib.sha256()
+    size = 0
+    with path.open("rb") as handle:
+        while chunk := handle.read(HASH_CHUNK_BYTES):
+            digest.update(chunk)
+            size += len(chunk)
+    return size, digest.hexdigest()

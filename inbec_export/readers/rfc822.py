@@ -1,0 +1,278 @@
+"""Build message records from RFC 5322 messages and header blocks (shared by all readers)."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.message
+import email.policy
+import hashlib
+import logging
+from email.message import Message
+
+from inbec_export.model import BODY_CAP_CHARS, Attachment, Headers, MessageRecord
+from inbec_export.readers import headers as h
+
+logger = logging.getLogger(__name__)
+
+#: Header block size parsed at most, in bytes; the rest is dropped and the cut recorded.
+MAX_HEADER_BLOCK_BYTES = 1024 * 1024
+
+#: Most header fields kept from one message.
+MAX_HEADER_FIELDS = 5_000
+
+#: Most attachments listed from one message.
+MAX_ATTACHMENTS = 2_000
+
+#: Deepest MIME nesting walked.
+MAX_MIME_DEPTH = 50
+
+
+def parse_header_block(text: str) -> tuple[Headers, list[str]]:
+    """Split a raw header block into ordered ``(name, value)`` fields.
+
+    Returns the headers and warnings about what was cut. Lines that are neither a field
+    nor a continuation are skipped (as RFC 5322 parsers do), with a warning.
+    """
+    warnings: list[str] = []
+    if len(text) > MAX_HEADER_BLOCK_BYTES:
+        warnings.append(f"header block of {len(text)} characters cut to {MAX_HEADER_BLOCK_BYTES}")
+        text = text[:MAX_HEADER_BLOCK_BYTES]
+    fields: list[tuple[str, str]] = []
+    skipped = 0
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if not line.strip():
+            if fields:
+                break
+            continue
+        if line[0] in " \t" and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, value + "\n" + line)
+            continue
+        name, sep, value = line.partition(":")
+        if not sep or not name or " " in name.strip() or name.startswith("From "):
+            skipped += 1
+            continue
+        if len(fields) >= MAX_HEADER_FIELDS:
+            warnings.append(f"more than {MAX_HEADER_FIELDS} header fields; the rest dropped")
+            break
+        fields.append((name.strip(), value.lstrip(" \t")))
+    if skipped:
+        warnings.append(f"{skipped} malformed header line(s) skipped")
+    return Headers(fields), warnings
+
+
+def apply_headers(record: MessageRecord, headers: Headers) -> None:
+    """Fill ``record``'s header-derived fields from ``headers``.
+
+    Fields the headers lack keep what the reader already set (MAPI properties, for
+    example), so transport headers and properties complement each other.
+    """
+    record.headers = headers
+    for field_name, header_name in (
+        ("from_", "from"),
+        ("sender", "sender"),
+        ("reply_to", "reply-to"),
+        ("return_path", "return-path"),
+        ("to", "to"),
+        ("cc", "cc"),
+        ("bcc", "bcc"),
+    ):
+        values = headers.get_all(header_name)
+        if values:
+            parsed = h.parse_addresses(values)
+            if parsed or not getattr(record, field_name):
+                setattr(record, field_name, parsed)
+
+    subject = headers.get("subject")
+    if subject is not None:
+        record.subject_raw = subject
+        record.subject, record.subject_decode_error = h.decode_subject(subject)
+
+    date_raw = headers.get("date")
+    if date_raw is not None:
+        record.date_raw = date_raw
+        record.date = h.parse_date(date_raw)
+        if record.date is None:
+            record.warnings.append(f"unparseable Date header {date_raw[:80]!r}")
+
+    record.message_id = h.parse_message_id(headers.get("message-id")) or record.message_id
+    record.in_reply_to = h.parse_message_id(headers.get("in-reply-to")) or record.in_reply_to
+    references = h.parse_message_ids(" ".join(headers.get_all("references")))
+    record.references = references or record.references
+    record.thread_index = _first(headers, "thread-index") or record.thread_index
+    topic = _first(headers, "thread-topic")
+    if topic is not None:
+        record.thread_topic = h.decode_subject(topic)[0]
+
+    record.originating_ips = h.parse_originating_ips(
+        headers.get_all("x-originating-ip") + headers.get_all("x-sender-ip")
+    )
+    record.hops = [h.parse_received(value) for value in headers.get_all("received")[:500]]
+    record.auth_results = _auth_results(headers)
+    record.x_mailer = _first(headers, "x-mailer") or _first(headers, "user-agent")
+    record.content_type = _first(headers, "content-type")
+    if record.content_type:
+        record.content_type = record.content_type.split(";", 1)[0].strip().lower()
+    record.has_transport_headers = bool(headers.get_all("received")) or "from" in headers
+
+
+def _first(headers: Headers, name: str) -> str | None:
+    value = headers.get(name)
+    return h.unfold(value).strip() if value is not None else None
+
+
+def _auth_results(headers: Headers) -> list:  # type: ignore[type-arg]
+    results = []
+    for value in headers.get_all("authentication-results")[:100]:
+        results.extend(h.parse_authentication_results(value, "authentication-results"))
+    for value in headers.get_all("arc-authentication-results")[:100]:
+        results.extend(h.parse_authentication_results(value, "arc-authentication-results"))
+    for value in headers.get_all("received-spf")[:100]:
+        spf = h.parse_received_spf(value)
+        if spf is not None:
+            results.append(spf)
+    return results
+
+
+def record_from_bytes(record: MessageRecord, raw: bytes) -> MessageRecord:
+    """Fill ``record`` from a whole RFC 5322 message (headers, body, attachments)."""
+    header_end = _header_end(raw)
+    header_text = raw[:header_end].decode("utf-8", errors="surrogateescape")
+    headers, warnings = parse_header_block(_printable(header_text))
+    record.warnings.extend(warnings)
+    apply_headers(record, headers)
+    try:
+        message = email.message_from_bytes(raw[: header_end + 64 * 1024 * 1024])
+    except Exception as exc:  # the stdlib parser is lenient, but be sure
+        record.warnings.append(f"MIME structure unreadable: {exc}")
+        return record
+    fill_body_and_attachments(record, message)
+    return record
+
+
+def _printable(text: str) -> str:
+    # Undecodable bytes in headers come back as surrogates; show them as U+FFFD.
+    return text.encode("utf-8", errors="replace").decode("utf-8", errors="replace")
+
+
+def _header_end(raw: bytes) -> int:
+    positions = [p for p in (raw.find(b"\r\n\r\n"), raw.find(b"\n\n")) if p >= 0]
+    return min(positions) if positions else len(raw)
+
+
+def fill_body_and_attachments(record: MessageRecord, message: Message) -> None:
+    """Walk the MIME tree of ``message`` for body text and attachments."""
+    plain: list[str] = []
+    html: list[str] = []
+    count = 0
+    for part, depth in _walk(message, 0):
+        if depth > MAX_MIME_DEPTH:
+            record.warnings.append(f"MIME nesting deeper than {MAX_MIME_DEPTH}; rest skipped")
+            break
+        if part.is_multipart():
+            continue
+        disposition = (part.get_content_disposition() or "").lower()
+        filename = _part_filename(part, record)
+        ctype = part.get_content_type()
+        if disposition == "attachment" or filename or ctype == "message/rfc822":
+            if count < MAX_ATTACHMENTS:
+                record.attachments.append(_attachment(part, filename, ctype))
+            count += 1
+            continue
+        if ctype == "text/plain":
+            plain.append(_part_text(part))
+        elif ctype == "text/html":
+            html.append(_part_text(part))
+    if count > MAX_ATTACHMENTS:
+        record.warnings.append(f"{count} attachments; only {MAX_ATTACHMENTS} listed")
+    body = "\n".join(plain) if plain else _html_to_text("\n".join(html))
+    set_body(record, body)
+
+
+def set_body(record: MessageRecord, body: str) -> None:
+    """Store ``body`` on the record, capped at :data:`BODY_CAP_CHARS`."""
+    if len(body) > BODY_CAP_CHARS:
+        record.body = body[:BODY_CAP_CHARS]
+        record.body_truncated = True
+    else:
+        record.body = body
+
+
+def _walk(part: Message, depth: int):  # type: ignore[no-untyped-def]
+    yield part, depth
+    if part.is_multipart():
+        payload = part.get_payload()
+        if isinstance(payload, list):
+            for child in payload:
+                if isinstance(child, Message):
+                    yield from _walk(child, depth + 1)
+
+
+def _part_filename(part: Message, record: MessageRecord) -> str | None:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    if name is None:
+        return None
+    decoded, _ = h.decode_words(str(name))
+    return decoded
+
+
+def _payload_bytes(part: Message) -> bytes:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception:
+        payload = None
+    if isinstance(payload, bytes):
+        return payload
+    raw = part.get_payload()
+    if isinstance(raw, str):
+        return raw.encode("utf-8", errors="replace")
+    if isinstance(raw, list):
+        return b"".join(p.as_bytes() for p in raw if isinstance(p, Message))
+    return b""
+
+
+def _attachment(part: Message, filename: str | None, ctype: str) -> Attachment:
+    data = _payload_bytes(part)
+    return Attachment(
+        name=filename,
+        size=len(data),
+        mime_type=ctype,
+        sha256=hashlib.sha256(data).hexdigest(),
+        is_message=ctype == "message/rfc822",
+    )
+
+
+def _part_text(part: Message) -> str:
+    data = _payload_bytes(part)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        return data.decode(h._codec_for(charset), errors="replace")
+    except LookupError:
+        return data.decode("utf-8", errors="replace")
+
+
+def _html_to_text(html: str) -> str:
+    import html as html_lib
+    import re
+
+    text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", html)
+    text = re.sub(r"(?s)<[^>]+>", " ", text)
+    return re.sub(r"[ \t\r\f\v]+", " ", html_lib.unescape(text)).strip()
+
+
+def decode_thread_index(value: str | None) -> str | None:
+    """The conversation key of a Thread-Index: hex of its first 22 bytes ([MS-OXOMSG] 2.2.1.3).
+
+    Replies extend the index by 5 bytes per reply, so the first 22 bytes name the thread.
+    """
+    if not value:
+        return None
+    try:
+        raw = base64.b64decode(value.strip() + "=" * (-len(value.strip()) % 4))
+    except (ValueError, TypeError):
+        return None
+    return raw[:22].hex() if len(raw) >= 22 else None

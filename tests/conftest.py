@@ -1,0 +1,26 @@
+"""Shared fixtures: the public evidence corpus and small helpers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+#: The shared corpus sits beside the project checkout, never inside it.
+CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+
+def in_ci() -> bool:
+    """True when running under CI, where a missing corpus or service is a failure."""
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture(scope="session")
+def corpus_dir() -> Path:
+    """The shared corpus folder; skips (or fails under CI) when it is absent."""
+    if not CORPUS_DIR.is_dir():
+        if in_ci():
+            pytest.fail(f"the evidence corpus is missing at {CORPUS_DIR}")
+        pytest.skip("the shared evidence corpus is not beside this checkout")
+    return CORPUS_DIR
