@@ -20,6 +20,7 @@ MAX_ADDRESSES_PER_FIELD = 10_000
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BRACKETED_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
+_PAREN_IP = re.compile(r"\(\s*(?:IPv6:)?([0-9A-Fa-f:.]{3,})\s*\)")
 _BARE_IPV4 = re.compile(r"(?<![\d.])(\d{1,3}(?:\.\d{1,3}){3})(?![\d.])")
 _RECEIVED_FROM = re.compile(r"\bfrom\s+([^\s;()]+)", re.IGNORECASE)
 _RECEIVED_BY = re.compile(r"\bby\s+([^\s;()]+)", re.IGNORECASE)
@@ -264,6 +265,11 @@ def parse_received(value: str) -> Hop:
         if ip:
             break
     if ip is None:
+        for candidate in _PAREN_IP.findall(from_part):
+            ip = normalise_ip(candidate)
+            if ip:
+                break
+    if ip is None:
         for candidate in _BARE_IPV4.findall(from_part):
             ip = normalise_ip(candidate)
             if ip:
@@ -362,7 +368,8 @@ def _domain_of(value: str) -> str | None:
         return None
     _, _, domain = value.rpartition("@")
     domain = domain.strip().rstrip(".").lower()
-    return domain or None
+    # Microsoft writes "dkim=none (message not signed) header.d=none".
+    return domain if domain and domain != "none" else None
 
 
 def parse_authentication_results(
@@ -393,7 +400,7 @@ def parse_authentication_results(
     return results
 
 
-_PAIR = re.compile(r'([A-Za-z0-9_.\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s"]+)')
+_PAIR = re.compile(r'([A-Za-z0-9_.\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s";]+)')
 
 
 def _parse_resinfo(part: str, source: str, authserv_id: str | None) -> list[AuthResult]:
@@ -408,8 +415,10 @@ def _parse_resinfo(part: str, source: str, authserv_id: str | None) -> list[Auth
         results.append(_auth_result(method, current, source, authserv_id))
 
     for key, val in pairs:
-        if "." not in key and key not in {"reason", "action", "policy"} and (
-            key in _KNOWN_METHODS or current is None
+        if (
+            "." not in key
+            and key not in {"reason", "action", "policy"}
+            and (key in _KNOWN_METHODS or current is None)
         ):
             flush()
             method = key.split("/", 1)[0]
@@ -454,7 +463,9 @@ def parse_received_spf(value: str) -> AuthResult | None:
     domain = _domain_of(props.get("envelope-from", "")) or _domain_of(props.get("helo", ""))
     if domain is None:
         # Comments often say "domain of user@example.com designates ...".
-        match = re.search(r"domain of (?:transitioning )?(?:\S+@)?([A-Za-z0-9.\-]+\.[A-Za-z0-9\-]+)", text)
+        match = re.search(
+            r"domain of (?:transitioning )?(?:\S+@)?([A-Za-z0-9.\-]+\.[A-Za-z0-9\-]+)", text
+        )
         domain = match.group(1).rstrip(".").lower() if match else None
     return AuthResult(method="spf", result=first, domain=domain, source="received-spf")
 

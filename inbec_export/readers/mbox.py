@@ -33,7 +33,7 @@ class MboxReader(Reader):
 
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
         index = 0
-        for index, raw, oversized in _split(evidence.path):  # noqa: B007
+        for index, raw, oversized in _split(evidence.path):
             item = f"message {index}"
             if oversized:
                 yield ItemFailure(

@@ -1,0 +1,304 @@
+"""The ``inbec`` command line: wires readers, detections, mapping and sinks together."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from inbec_export import __version__
+from inbec_export.case import CaseContext, parse_auth_failures, validate_case_id
+from inbec_export.errors import InbecError, UsageError
+
+app = typer.Typer(
+    name="inbec",
+    help="Business email compromise evidence (PST/OST, MSG, EML, mbox) to ECS findings.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_show_locals=False,
+)
+
+out_console = Console()
+err_console = Console(stderr=True)
+logger = logging.getLogger("inbec_export")
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: object) -> str:
+    """Evidence text for the terminal: control and escape characters removed, markup escaped."""
+    from rich.markup import escape
+
+    return escape(_CONTROL.sub("", str(text)))
+
+
+def _setup_logging(verbose: bool, quiet: bool) -> None:
+    level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
+    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+
+
+def _read_domain_file(path: Path) -> list[str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out_console.print(f"inbec-export {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """Read BEC evidence, find lookalike domains, spoofing and thread intrusion, and write
+    ECS documents, timelines and a summary into a case folder."""
+
+
+@app.command()
+def analyze(
+    evidence: Annotated[
+        list[Path],
+        typer.Argument(help="Evidence files or folders (walked recursively); any mix."),
+    ],
+    legit: Annotated[
+        list[str] | None,
+        typer.Option("--legit", "-l", help="A legitimate domain of the case (repeatable)."),
+    ] = None,
+    legit_file: Annotated[
+        Path | None, typer.Option(help="File of legitimate domains, one per line, # comments.")
+    ] = None,
+    allowlist: Annotated[
+        list[str] | None,
+        typer.Option(help="A known partner domain never flagged as a lookalike (repeatable)."),
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Case folder to write.")] = Path(
+        "inbec-case"
+    ),
+    case_id: Annotated[
+        str, typer.Option("--case", help="Case id (a-z, 0-9, - and _), used in index names.")
+    ] = "case",
+    subject_pattern: Annotated[
+        str | None,
+        typer.Option(help="Regular expression; matching messages go to subject-matches.csv."),
+    ] = None,
+    auth_fail: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Auth results that count as failures, e.g. spf=fail,softfail (repeatable; "
+            "replaces the default for that method)."
+        ),
+    ] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    """Analyze evidence and write a case folder (no server needed).
+
+    Exit codes: 0 done (also when there are findings), 2 usage error, 1 unexpected failure.
+    """
+    _setup_logging(verbose, quiet)
+    try:
+        case = _build_case(
+            evidence, legit, legit_file, allowlist, case_id, subject_pattern, auth_fail
+        )
+        summary = _run(evidence, case, out, quiet)
+    except UsageError as exc:
+        err_console.print(f"[red]error:[/red] {safe(exc)}")
+        raise typer.Exit(2) from exc
+    except InbecError as exc:
+        err_console.print(f"[red]error:[/red] {safe(exc)}")
+        raise typer.Exit(1) from exc
+    if summary["totals"]["evidence_files"] == 0:
+        err_console.print(
+            f"[red]error:[/red] no evidence found in {safe(', '.join(map(str, evidence)))} "
+            "(PST/OST, MSG, EML or mbox, recognised by content)"
+        )
+        raise typer.Exit(2)
+    if not quiet:
+        print_summary(summary, out)
+
+
+def _build_case(
+    evidence: list[Path],
+    legit: list[str] | None,
+    legit_file: Path | None,
+    allowlist: list[str] | None,
+    case_id: str,
+    subject_pattern: str | None,
+    auth_fail: list[str] | None,
+) -> CaseContext:
+    missing = [str(p) for p in evidence if not p.exists()]
+    if missing:
+        raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    domains = list(legit or [])
+    if legit_file is not None:
+        domains += _read_domain_file(legit_file)
+    pattern = None
+    if subject_pattern is not None:
+        try:
+            pattern = re.compile(subject_pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise UsageError(f"--subject-pattern is not a valid regular expression: {exc}") from exc
+    case = CaseContext(
+        case_id=validate_case_id(case_id),
+        legit_domains=tuple(domains),
+        allowlist=tuple(allowlist or ()),
+        subject_pattern=pattern,
+    )
+    if auth_fail:
+        case.auth_failures = {**case.auth_failures, **parse_auth_failures(auth_fail)}
+    if not case.legit_domains:
+        logger.warning(
+            "no legitimate domains given (--legit/--legit-file): lookalike, impersonation "
+            "and thread-intrusion rules have nothing to compare with"
+        )
+    return case
+
+
+def _run(evidence: list[Path], case: CaseContext, out: Path, quiet: bool) -> dict[str, Any]:
+    from inbec_export.pipeline import analyze as run_analysis
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("[bold]{task.fields[messages]}[/bold] messages"),
+        TextColumn("{task.fields[failures]} failed"),
+        BarColumn(bar_width=None),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
+    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+        task = progress.add_task("", total=None, messages=0, failures=0)
+        counts = {"message": 0, "failure": 0}
+
+        def notify(event: str, detail: str) -> None:
+            if event in counts:
+                counts[event] += 1
+            if event == "file" or counts["message"] % 50 == 0 or event == "failure":
+                progress.update(
+                    task,
+                    description=safe(Path(detail).name if event == "file" else ""),
+                    messages=counts["message"],
+                    failures=counts["failure"],
+                )
+
+        return run_analysis(evidence, case, out, notify)
+
+
+def print_summary(summary: dict[str, Any], out: Path) -> None:
+    """The terminal summary: what was read, what failed, what was found, where it is."""
+    totals = summary["totals"]
+    table = Table(title="Evidence", show_edge=False)
+    for column in ("files", "messages", "written", "non-mail", "failed items", "skipped"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(totals["evidence_files"]),
+        str(totals["messages_read"]),
+        str(totals["messages_written"]),
+        str(totals["non_mail_items"]),
+        str(totals["items_failed"]),
+        str(totals["files_skipped"]),
+    )
+    out_console.print(table)
+    if summary["failures"]:
+        out_console.print(f"[yellow]{totals['items_failed']} item(s) failed[/yellow]:")
+        for failure in summary["failures"][:10]:
+            item = f" [{failure['item']}]" if failure["item"] else ""
+            out_console.print(f"  {safe(failure['file'])}{safe(item)}: {safe(failure['reason'])}")
+        if totals["items_failed"] > 10:
+            out_console.print(f"  ... all of them in {safe(out / 'failures.ndjson')}")
+    if summary["findings_by_rule"]:
+        rules = Table(title="Findings", show_edge=False)
+        rules.add_column("rule")
+        rules.add_column("count", justify="right")
+        for rule_id, count in summary["findings_by_rule"].items():
+            rules.add_row(rule_id, str(count))
+        out_console.print(rules)
+    if summary["lookalike_domains"]:
+        domains = Table(title="Lookalike domains", show_edge=False)
+        for column in ("domain", "imitates", "technique", "messages", "first seen"):
+            domains.add_column(column)
+        for item in summary["lookalike_domains"]:
+            domains.add_row(
+                safe(item["domain"]),
+                safe(item["imitates"]),
+                safe(", ".join(item["techniques"] or [])),
+                str(item["message_count"]),
+                safe(item["first_seen"] or ""),
+            )
+        out_console.print(domains)
+    out_console.print(
+        f"Case folder: [bold]{safe(out)}[/bold] (summary.json, findings.ndjson, "
+        "messages.ndjson, timeline.csv, timeline.jsonl)"
+    )
+
+
+@app.command("sample-case")
+def sample_case(
+    out: Annotated[Path, typer.Argument(help="Folder to write the sample evidence into.")] = Path(
+        "sample-case"
+    ),
+) -> None:
+    """Write the built-in sample invoice-fraud case (EML files and an mbox)."""
+    from inbec_export.sample.generator import generate_sample_case
+
+    case = generate_sample_case(out)
+    out_console.print(
+        f"Sample case written: {case.message_count} messages in {safe(case.evidence_dir)}, "
+        f"legitimate domains in {safe(case.legit_file)}"
+    )
+
+
+@app.command()
+def mappings(
+    out: Annotated[Path, typer.Argument(help="Folder to write the index templates into.")] = Path(
+        "mappings"
+    ),
+    prefix: Annotated[str, typer.Option(help="Index name prefix.")] = "inbec",
+) -> None:
+    """Write the index template of each document kind as JSON."""
+    from inbec_export.ecs.mappings import index_templates
+
+    out.mkdir(parents=True, exist_ok=True)
+    for kind, template in index_templates(prefix).items():
+        path = out / f"{kind}.json"
+        path.write_text(json.dumps(template, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        out_console.print(f"wrote {safe(path)}")
+
+
+@app.command("rules")
+def list_rules() -> None:
+    """List the detection rules."""
+    from inbec_export.detections.base import rules
+
+    table = Table(show_edge=False)
+    for column in ("id", "name", "severity", "description"):
+        table.add_column(column)
+    for rule in rules():
+        table.add_row(rule.id, rule.name, rule.severity, rule.description)
+    out_console.print(table)
+
+
+def main() -> None:
+    """Console script entry point: unexpected errors exit 1 with one line, not a trace."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("interrupted: the case folder is marked incomplete")
+        sys.exit(130)

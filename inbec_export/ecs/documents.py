@@ -1,0 +1,368 @@
+"""Map message records and findings to Elastic Common Schema (ECS) documents.
+
+ECS has no fields for authentication results, display names, Return-Path, Received hops
+or the evidence an item came from: those live under the one custom namespace ``inbec``.
+Every document carries ``_id``-ready deterministic ids (see :attr:`MessageRecord.doc_id`
+and :attr:`Finding.doc_id`), so a re-run of the same evidence gives the same documents.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from inbec_export import ECS_VERSION, __version__
+from inbec_export.case import CaseContext
+from inbec_export.domains import registrable
+from inbec_export.model import (
+    ADDRESS_FIELDS,
+    SEVERITY_SCORES,
+    Address,
+    Finding,
+    MessageRecord,
+)
+from inbec_export.readers.headers import is_global_ip
+
+#: ``event.dataset`` of each document kind; also the kind names of the case folder files.
+MESSAGE_DATASET = "inbec.message"
+FINDING_DATASET = "inbec.finding"
+
+Document = dict[str, Any]
+
+
+def iso(value: datetime | None) -> str | None:
+    """ISO 8601 with offset, millisecond precision (what Elasticsearch's date type keeps)."""
+    if value is None:
+        return None
+    return value.isoformat(timespec="milliseconds")
+
+
+def _addresses(addresses: list[Address]) -> list[str]:
+    return [a.address for a in addresses if a.address]
+
+
+def _names(addresses: list[Address]) -> list[str]:
+    return [a.name for a in addresses if a.name]
+
+
+def _unique(values: Iterable[str | None]) -> list[str]:
+    seen: dict[str, None] = {}
+    for value in values:
+        if value:
+            seen.setdefault(value, None)
+    return list(seen)
+
+
+def _prune(value: Any) -> Any:
+    """Drop None, empty strings, empty lists and empty objects, recursively."""
+    if isinstance(value, dict):
+        pruned = {k: _prune(v) for k, v in value.items()}
+        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+    if isinstance(value, list):
+        items = [_prune(v) for v in value]
+        return [v for v in items if v not in (None, "", [], {})]
+    return value
+
+
+def source_ip(record: MessageRecord) -> str | None:
+    """The IP the message came from: X-Originating-IP, else the first global relay IP.
+
+    Received hops are listed newest first, so the last hop with a global IP is the one
+    closest to the sender.
+    """
+    if record.originating_ips:
+        return record.originating_ips[0]
+    for hop in reversed(record.hops):
+        if hop.ip and is_global_ip(hop.ip):
+            return hop.ip
+    return None
+
+
+def message_domains(record: MessageRecord) -> list[str]:
+    """Every host name the message names: address domains, relays, Message-ID host."""
+    hosts = [address.domain for _, address in record.all_addresses()]
+    for hop in record.hops:
+        hosts.extend([hop.from_host or "", hop.by_host or ""])
+    if record.message_id and "@" in record.message_id:
+        hosts.append(record.message_id.rpartition("@")[2].strip(">").lower())
+    return _unique(h for h in hosts if h and "." in h)
+
+
+def _auth(record: MessageRecord) -> dict[str, Any]:
+    summary: dict[str, Any] = {}
+    for result in record.auth_results:
+        entry = summary.setdefault(result.method, {"result": [], "domain": []})
+        entry["result"].append(result.result)
+        entry["domain"].append(result.domain)
+    auth: dict[str, Any] = {
+        method: {"result": _unique(v["result"]), "domain": _unique(v["domain"])}
+        for method, v in summary.items()
+        if method in {"spf", "dkim", "dmarc", "compauth", "arc"}
+    }
+    auth["results"] = [
+        {
+            "method": r.method,
+            "result": r.result,
+            "domain": r.domain,
+            "source": r.source,
+            "authserv_id": r.authserv_id,
+            "reason": r.reason,
+        }
+        for r in record.auth_results
+    ]
+    return auth
+
+
+def _lookalike(record: MessageRecord, case: CaseContext) -> dict[str, Any]:
+    matches = {}
+    for host in message_domains(record):
+        match = case.lookalike(host)
+        if match is not None:
+            matches[match.domain] = match
+    from_domains = {registrable(a.domain) for a in record.from_ if a.domain}
+    return {
+        "domains": sorted(matches),
+        "legit_domains": sorted({m.legit_domain for m in matches.values()}),
+        "techniques": sorted({t for m in matches.values() for t in m.techniques}),
+        "sender": any(domain in matches for domain in from_domains),
+    }
+
+
+def message_document(
+    record: MessageRecord, case: CaseContext, rule_ids: Iterable[str] = ()
+) -> Document:
+    """The ECS document of one message record.
+
+    Args:
+        record: the message.
+        case: the case settings (case id, legitimate domains for the lookalike flags).
+        rule_ids: ids of the rules that raised a finding on this message as it streamed.
+
+    Returns:
+        A JSON-serialisable document with ``_id`` left out (use ``record.doc_id``).
+    """
+    ips = _unique([*record.originating_ips, *(hop.ip for hop in record.hops if hop.ip is not None)])
+    lookalike = _lookalike(record, case)
+    from_domains = [a.domain for a in record.from_ if a.domain]
+    document: Document = {
+        "@timestamp": iso(record.timestamp),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "kind": "event",
+            "category": ["email"],
+            "type": ["info"],
+            "dataset": MESSAGE_DATASET,
+            "module": "inbec",
+            "id": record.doc_id,
+        },
+        "message": _summary_line(record),
+        "email": {
+            "from": {"address": _addresses(record.from_)},
+            "sender": {"address": next(iter(_addresses(record.sender)), None)},
+            "reply_to": {"address": _addresses(record.reply_to)},
+            "to": {"address": _addresses(record.to)},
+            "cc": {"address": _addresses(record.cc)},
+            "bcc": {"address": _addresses(record.bcc)},
+            "subject": record.subject,
+            "message_id": record.message_id,
+            "origination_timestamp": iso(record.date),
+            "delivery_timestamp": iso(record.delivery_time),
+            "x_mailer": record.x_mailer,
+            "content_type": record.content_type,
+            "local_id": record.item_id,
+            "attachments": [
+                {
+                    "file": {
+                        "name": a.name,
+                        "mime_type": a.mime_type,
+                        "size": a.size,
+                        "hash": {"sha256": a.sha256},
+                    }
+                }
+                for a in record.attachments
+            ],
+        },
+        "source": {"ip": source_ip(record)},
+        "related": {
+            "ip": ips,
+            "hosts": message_domains(record),
+            "hash": _unique(a.sha256 for a in record.attachments),
+        },
+        "inbec": {
+            "case": {"id": case.case_id},
+            "tool": {"version": __version__},
+            "evidence": {
+                "path": record.evidence_path,
+                "sha256": record.evidence_sha256,
+                "format": record.evidence_format,
+                "folder": record.folder,
+                "item_id": record.item_id,
+                "parent_item_id": record.parent_item_id,
+            },
+            "message_class": record.message_class,
+            "has_transport_headers": record.has_transport_headers,
+            "subject_raw": record.subject_raw if record.subject_raw != record.subject else None,
+            "subject_decode_error": record.subject_decode_error,
+            "date_raw": record.date_raw,
+            "submit_timestamp": iso(record.submit_time),
+            "display_names": {f: _names(record.addresses(f)) for f in ADDRESS_FIELDS},
+            "return_path": {"address": _addresses(record.return_path)},
+            "sender_type": _sender_type(from_domains, lookalike["sender"], case),
+            "from_domain": _unique(registrable(d) for d in from_domains),
+            "reply_to_domain": _unique(registrable(a.domain) for a in record.reply_to),
+            "in_reply_to": record.in_reply_to,
+            "references": record.references,
+            "thread": {
+                "index": record.thread_index,
+                "topic": record.thread_topic,
+                "conversation_index": record.conversation_index,
+            },
+            "originating_ip": record.originating_ips,
+            "hops": [
+                {
+                    "from_host": hop.from_host,
+                    "by_host": hop.by_host,
+                    "ip": hop.ip,
+                    "timestamp": iso(hop.timestamp),
+                    "protocol": hop.protocol,
+                }
+                for hop in record.hops
+            ],
+            "auth": _auth(record),
+            "lookalike": lookalike,
+            "attachment": {
+                "names": _unique(a.name for a in record.attachments),
+                "count": len(record.attachments),
+            },
+            "finding": {"rule_ids": sorted(set(rule_ids))},
+            "body": record.body,
+            "body_truncated": record.body_truncated,
+            "warnings": record.warnings,
+        },
+    }
+    pruned: Document = _prune(document)
+    # Booleans and counts that are false or zero still say something: keep them.
+    pruned["inbec"]["lookalike"]["sender"] = lookalike["sender"]
+    pruned["inbec"]["has_transport_headers"] = record.has_transport_headers
+    pruned["inbec"]["attachment"] = {
+        **pruned["inbec"].get("attachment", {}),
+        "count": len(record.attachments),
+    }
+    return pruned
+
+
+def _sender_type(from_domains: list[str], is_lookalike: bool, case: CaseContext) -> str:
+    """Classify the From domain(s): lookalike, legitimate, allowlisted, outside or unknown."""
+    if is_lookalike:
+        return "lookalike"
+    if not from_domains:
+        return "unknown"
+    if all(case.is_legit(d) for d in from_domains):
+        return "legitimate"
+    if all(case.is_trusted(d) for d in from_domains):
+        return "allowlisted"
+    return "outside"
+
+
+def _summary_line(record: MessageRecord) -> str:
+    sender = record.from_[0].address if record.from_ else "(no sender)"
+    recipients = ", ".join(_addresses(record.to)[:3]) or "(no recipients)"
+    if len(record.to) > 3:
+        recipients += f" (+{len(record.to) - 3})"
+    return f"{sender} -> {recipients}: {record.subject or '(no subject)'}"
+
+
+_INDICATOR_FIELDS = {
+    "domain-name": ("url", "domain"),
+    "email-addr": ("email", "address"),
+    "ipv4-addr": ("ip", None),
+    "ipv6-addr": ("ip", None),
+}
+
+
+def _indicator(finding: Finding) -> dict[str, Any]:
+    if not finding.indicators:
+        return {}
+    first = finding.indicators[0]
+    indicator: dict[str, Any] = {"type": first.type, "description": finding.reason}
+    for item in finding.indicators:
+        group, leaf = _INDICATOR_FIELDS[item.type]
+        if leaf is None:
+            indicator.setdefault(group, item.value)
+        else:
+            indicator.setdefault(group, {}).setdefault(leaf, item.value)
+        if item.type == "email-addr" and "@" in item.value:
+            indicator.setdefault("url", {}).setdefault("domain", item.value.rpartition("@")[2])
+    return indicator
+
+
+def finding_document(finding: Finding, case: CaseContext) -> Document:
+    """The ECS alert document of one finding (``event.kind: alert``)."""
+    severity, risk = SEVERITY_SCORES[finding.severity]
+    refs = finding.messages
+    ips = [i.value for i in finding.indicators if i.type in {"ipv4-addr", "ipv6-addr"}]
+    hosts = [i.value for i in finding.indicators if i.type == "domain-name"]
+    hosts += [i.value.rpartition("@")[2] for i in finding.indicators if i.type == "email-addr"]
+    document: Document = {
+        "@timestamp": iso(finding.timestamp),
+        "ecs": {"version": ECS_VERSION},
+        "event": {
+            "kind": "alert",
+            "category": ["email", "threat"],
+            "type": ["indicator"],
+            "dataset": FINDING_DATASET,
+            "module": "inbec",
+            "id": finding.doc_id,
+            "severity": severity,
+            "risk_score": risk,
+            "reason": finding.reason,
+            "start": iso(finding.first_seen),
+            "end": iso(finding.last_seen),
+        },
+        "message": finding.reason,
+        "rule": {
+            "id": finding.rule_id,
+            "name": finding.rule_name,
+            "ruleset": "inbec",
+            "category": "business-email-compromise",
+        },
+        "threat": {"indicator": _indicator(finding)},
+        "email": {
+            "message_id": _unique(r.message_id for r in refs),
+            "subject": _unique(r.subject for r in refs),
+            "from": {"address": _unique(r.sender for r in refs)},
+        },
+        "related": {"ip": _unique(ips), "hosts": _unique(hosts)},
+        "inbec": {
+            "case": {"id": case.case_id},
+            "tool": {"version": __version__},
+            "finding": {
+                "key": finding.key,
+                "severity": finding.severity,
+                "message_count": _message_count(finding),
+                "message_doc_ids": [r.doc_id for r in refs],
+                "messages": [
+                    {
+                        "doc_id": r.doc_id,
+                        "message_id": r.message_id,
+                        "subject": r.subject,
+                        "timestamp": iso(r.timestamp),
+                        "sender": r.sender,
+                    }
+                    for r in refs
+                ],
+                "indicators": [{"type": i.type, "value": i.value} for i in finding.indicators],
+                "evidence": finding.evidence,
+            },
+        },
+    }
+    pruned: Document = _prune(document)
+    # Evidence values are the rule's own; keep them whole (empty lists say "none").
+    pruned["inbec"]["finding"]["evidence"] = finding.evidence
+    return pruned
+
+
+def _message_count(finding: Finding) -> int:
+    count = finding.evidence.get("message_count")
+    return count if isinstance(count, int) else len(finding.messages)

@@ -1,0 +1,230 @@
+"""The analysis run: readers -> detections -> ECS mapping -> case folder.
+
+Records stream through one at a time: each is shown to every rule, mapped to its ECS
+document and written before the next is read, so memory does not grow with the size of
+the evidence (the rules keep only small references).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from inbec_export import ECS_VERSION, __version__
+from inbec_export.case import CaseContext
+from inbec_export.detections import RuleSet
+from inbec_export.ecs.documents import finding_document, message_document
+from inbec_export.ecs.timeline import finding_event, message_events
+from inbec_export.model import Finding, ItemFailure, MessageRecord, NonMailItem
+from inbec_export.readers import FileOpened, FileSkipped, iter_evidence
+from inbec_export.sinks.case_folder import CaseFolder
+
+logger = logging.getLogger(__name__)
+
+#: Failures listed in ``summary.json`` itself; all of them are in ``failures.ndjson``.
+SUMMARY_FAILURES_SHOWN = 1000
+
+#: Called with ``(event, detail)`` as the run goes: "file", "message", "failure".
+ProgressCallback = Callable[[str, str], None]
+
+
+@dataclass
+class EvidenceStats:
+    """What one evidence file gave."""
+
+    path: str
+    format: str
+    size: int
+    sha256: str
+    messages: int = 0
+    non_mail_items: int = 0
+    failures: int = 0
+    failed_whole_file: bool = False
+
+
+@dataclass
+class RunStats:
+    """Counts of one run, turned into ``summary.json`` at the end."""
+
+    evidence: dict[str, EvidenceStats] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failures: list[ItemFailure] = field(default_factory=list)
+    failure_count: int = 0
+    non_mail: Counter[str] = field(default_factory=Counter)
+    messages_read: int = 0
+    messages_written: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    subject_matches: int = 0
+
+
+def analyze(
+    inputs: Iterable[Path],
+    case: CaseContext,
+    out_dir: Path,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Read ``inputs``, run every rule, and write the case folder ``out_dir``.
+
+    Returns:
+        The summary that was written to ``summary.json``.
+    """
+    notify = progress or (lambda _event, _detail: None)
+    stats = RunStats()
+    rules = RuleSet(case)
+    folder = CaseFolder(out_dir)
+    try:
+        for event in iter_evidence(inputs):
+            if isinstance(event, MessageRecord):
+                _handle_message(event, case, rules, folder, stats)
+                notify("message", event.evidence_path)
+            elif isinstance(event, FileOpened):
+                ev = event.evidence
+                stats.evidence[ev.path] = EvidenceStats(ev.path, ev.format, ev.size, ev.sha256)
+                notify("file", ev.path)
+            elif isinstance(event, ItemFailure):
+                _handle_failure(event, folder, stats)
+                notify("failure", event.line())
+            elif isinstance(event, NonMailItem):
+                stats.non_mail[event.message_class] += 1
+                if event.evidence_path in stats.evidence:
+                    stats.evidence[event.evidence_path].non_mail_items += 1
+            elif isinstance(event, FileSkipped):
+                stats.skipped.append((event.path, event.reason))
+        for finding in rules.finish():
+            _write_finding(finding, case, folder, stats)
+    except BaseException:
+        folder.abort()
+        raise
+    summary = build_summary(case, stats)
+    folder.close(summary, write_subject_matches=case.subject_pattern is not None)
+    return summary
+
+
+def _handle_message(
+    record: MessageRecord,
+    case: CaseContext,
+    rules: RuleSet,
+    folder: CaseFolder,
+    stats: RunStats,
+) -> None:
+    stats.messages_read += 1
+    if record.evidence_path in stats.evidence:
+        stats.evidence[record.evidence_path].messages += 1
+    try:
+        findings = list(rules.observe(record))
+        rule_ids = sorted({f.rule_id for f in findings})
+        document = message_document(record, case, rule_ids)
+        events = message_events(record, rule_ids)
+    except Exception as exc:  # one bad record costs that record, listed with its reason
+        logger.warning("%s [%s]: not mapped: %s", record.evidence_path, record.item_id, exc)
+        _handle_failure(
+            ItemFailure(record.evidence_path, record.item_id, f"not mapped to ECS: {exc}"),
+            folder,
+            stats,
+        )
+        return
+    folder.write_message(record.doc_id, document)
+    folder.write_events(events)
+    stats.messages_written += 1
+    for finding in findings:
+        _write_finding(finding, case, folder, stats)
+    if case.subject_pattern is not None and any(f.rule_id == "subject-match" for f in findings):
+        stats.subject_matches += 1
+        folder.add_subject_match(
+            (
+                record.timestamp.isoformat() if record.timestamp else "",
+                ", ".join(a.address for a in record.from_),
+                ", ".join(a.address for a in record.to),
+                record.subject or "",
+                record.message_id or "",
+                record.doc_id,
+            )
+        )
+
+
+def _write_finding(
+    finding: Finding, case: CaseContext, folder: CaseFolder, stats: RunStats
+) -> None:
+    folder.write_finding(finding, finding_document(finding, case))
+    event = finding_event(finding)
+    if event is not None:
+        folder.write_events([event])
+    stats.findings.append(finding)
+
+
+def _handle_failure(failure: ItemFailure, folder: CaseFolder, stats: RunStats) -> None:
+    logger.warning("%s", failure.line())
+    folder.write_failure(failure)
+    stats.failure_count += 1
+    if len(stats.failures) < SUMMARY_FAILURES_SHOWN:
+        stats.failures.append(failure)
+    evidence = stats.evidence.get(failure.evidence_path)
+    if evidence is not None:
+        evidence.failures += 1
+        evidence.failed_whole_file = evidence.failed_whole_file or failure.item is None
+
+
+def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
+    """The content of ``summary.json`` (deterministic: no run times, sorted lists)."""
+    by_rule = Counter(f.rule_id for f in stats.findings)
+    by_severity = Counter(f.severity for f in stats.findings)
+    failed_files = sorted(
+        {f.evidence_path for f in stats.failures if f.item is None}
+        | {e.path for e in stats.evidence.values() if e.failed_whole_file}
+    )
+    lookalikes = [
+        {
+            "domain": f.evidence.get("domain"),
+            "imitates": f.evidence.get("legit_domain"),
+            "techniques": f.evidence.get("techniques"),
+            "message_count": f.evidence.get("message_count"),
+            "first_seen": f.first_seen.isoformat() if f.first_seen else None,
+        }
+        for f in stats.findings
+        if f.rule_id == "lookalike-domain"
+    ]
+    return {
+        "tool": {"name": "inbec-export", "version": __version__, "ecs_version": ECS_VERSION},
+        "case": {
+            "id": case.case_id,
+            "legit_domains": list(case.legit_domains),
+            "allowlist": list(case.allowlist),
+            "subject_pattern": case.subject_pattern.pattern if case.subject_pattern else None,
+        },
+        "totals": {
+            "evidence_files": len(stats.evidence),
+            "files_skipped": len(stats.skipped),
+            "files_failed": len(failed_files),
+            "messages_read": stats.messages_read,
+            "messages_written": stats.messages_written,
+            "items_failed": stats.failure_count,
+            "non_mail_items": sum(stats.non_mail.values()),
+            "findings": len(stats.findings),
+            "subject_matches": stats.subject_matches,
+        },
+        "evidence": [
+            {
+                "path": e.path,
+                "format": e.format,
+                "size": e.size,
+                "sha256": e.sha256,
+                "messages": e.messages,
+                "non_mail_items": e.non_mail_items,
+                "failures": e.failures,
+            }
+            for e in sorted(stats.evidence.values(), key=lambda e: e.path)
+        ],
+        "non_mail_items": dict(sorted(stats.non_mail.items())),
+        "skipped_files": [{"path": p, "reason": r} for p, r in sorted(stats.skipped)],
+        "failed_files": failed_files,
+        "failures": [
+            {"file": f.evidence_path, "item": f.item, "reason": f.reason} for f in stats.failures
+        ],
+        "findings_by_rule": dict(sorted(by_rule.items())),
+        "findings_by_severity": dict(sorted(by_severity.items())),
+        "lookalike_domains": sorted(lookalikes, key=lambda d: str(d["domain"])),
+    }

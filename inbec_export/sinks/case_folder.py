@@ -1,0 +1,168 @@
+"""The case folder: ECS documents, timelines, mappings and a summary on local disk.
+
+Every file is written under a ``.partial`` name and moved into place only when the run
+completes, and ``summary.json`` says ``"status": "running"`` until then: an interrupted
+run never leaves a file that looks complete. The document files are in Elasticsearch
+``_bulk`` format (an action line with the deterministic ``_id``, then the document), so
+``curl --data-binary @messages.ndjson .../INDEX/_bulk`` loads them as they are.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+from typing import IO, Any
+
+from inbec_export.ecs.mappings import index_templates
+from inbec_export.errors import OutputError
+from inbec_export.model import Finding, ItemFailure
+
+logger = logging.getLogger(__name__)
+
+#: Files of the case folder, by role.
+MESSAGES_FILE = "messages.ndjson"
+FINDINGS_FILE = "findings.ndjson"
+TIMELINE_CSV = "timeline.csv"
+TIMELINE_JSONL = "timeline.jsonl"
+FAILURES_FILE = "failures.ndjson"
+SUBJECT_MATCHES_CSV = "subject-matches.csv"
+SUMMARY_FILE = "summary.json"
+MAPPINGS_DIR = "mappings"
+
+TIMELINE_COLUMNS = (
+    "timestamp",
+    "rule_id",
+    "severity",
+    "sender",
+    "subject",
+    "message_id",
+    "doc_id",
+    "reason",
+)
+SUBJECT_COLUMNS = ("date", "from", "to", "subject", "message_id", "doc_id")
+
+#: Characters that make a spreadsheet read a cell as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+
+
+class CaseFolder:
+    """Writes one analysis run into ``out_dir``; use as a context manager or call close()."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.out_dir = out_dir
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+            (out_dir / MAPPINGS_DIR).mkdir(exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create case folder {out_dir}: {exc.strerror}") from exc
+        self._write_json(SUMMARY_FILE, {"status": "running"})
+        self._handles: dict[str, IO[str]] = {}
+        for name in (MESSAGES_FILE, FINDINGS_FILE, TIMELINE_JSONL, FAILURES_FILE):
+            self._handles[name] = self._open(name)
+        self._timeline_rows: list[tuple[str, ...]] = []
+        self._subject_rows: list[tuple[str, ...]] = []
+        self.messages_written = 0
+        self.findings_written = 0
+
+    def _open(self, name: str) -> IO[str]:
+        try:
+            return (self.out_dir / f"{name}.partial").open("w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            raise OutputError(f"cannot write {self.out_dir / name}: {exc.strerror}") from exc
+
+    def _write_json(self, name: str, value: Any) -> None:
+        partial = self.out_dir / f"{name}.partial"
+        with partial.open("w", encoding="utf-8") as handle:
+            json.dump(value, handle, ensure_ascii=False, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(partial, self.out_dir / name)
+
+    def write_message(self, doc_id: str, document: dict[str, Any]) -> None:
+        """Append a message document (bulk action line, then the document)."""
+        handle = self._handles[MESSAGES_FILE]
+        handle.write(_dumps({"create": {"_id": doc_id}}) + "\n")
+        handle.write(_dumps(document) + "\n")
+        self.messages_written += 1
+
+    def write_finding(self, finding: Finding, document: dict[str, Any]) -> None:
+        """Append a finding document and its rows of the suspicious-events timeline."""
+        handle = self._handles[FINDINGS_FILE]
+        handle.write(_dumps({"create": {"_id": finding.doc_id}}) + "\n")
+        handle.write(_dumps(document) + "\n")
+        self.findings_written += 1
+        refs = finding.messages or []
+        if not refs:
+            when = finding.timestamp.isoformat() if finding.timestamp else ""
+            self._timeline_rows.append(
+                (when, finding.rule_id, finding.severity, "", "", "", "", finding.reason)
+            )
+        for ref in refs:
+            when = ref.timestamp.isoformat() if ref.timestamp else ""
+            self._timeline_rows.append(
+                (
+                    when,
+                    finding.rule_id,
+                    finding.severity,
+                    ref.sender or "",
+                    ref.subject or "",
+                    ref.message_id or "",
+                    ref.doc_id,
+                    finding.reason,
+                )
+            )
+
+    def write_events(self, events: list[dict[str, Any]]) -> None:
+        """Append Timesketch events to ``timeline.jsonl``."""
+        handle = self._handles[TIMELINE_JSONL]
+        for event in events:
+            handle.write(_dumps(event) + "\n")
+
+    def write_failure(self, failure: ItemFailure) -> None:
+        """Append an item that could not be read, with its reason."""
+        record = {"file": failure.evidence_path, "item": failure.item, "reason": failure.reason}
+        self._handles[FAILURES_FILE].write(_dumps(record) + "\n")
+
+    def add_subject_match(self, row: tuple[str, ...]) -> None:
+        """Keep a row of ``subject-matches.csv`` (date, from, to, subject, ids)."""
+        self._subject_rows.append(row)
+
+    def close(self, summary: dict[str, Any], write_subject_matches: bool) -> None:
+        """Finish every file, move them into place and write the final summary."""
+        for handle in self._handles.values():
+            handle.close()
+        self._write_csv(TIMELINE_CSV, TIMELINE_COLUMNS, sorted(self._timeline_rows))
+        if write_subject_matches:
+            self._write_csv(SUBJECT_MATCHES_CSV, SUBJECT_COLUMNS, sorted(self._subject_rows))
+        for name in self._handles:
+            os.replace(self.out_dir / f"{name}.partial", self.out_dir / name)
+        for kind, template in index_templates().items():
+            self._write_json(f"{MAPPINGS_DIR}/{kind}.json", template)
+        self._write_json(SUMMARY_FILE, {**summary, "status": "complete"})
+
+    def abort(self) -> None:
+        """Close the files of an interrupted run; ``summary.json`` stays ``running``."""
+        for handle in self._handles.values():
+            handle.close()
+        self._write_json(SUMMARY_FILE, {"status": "incomplete"})
+
+    def _write_csv(self, name: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+        partial = self.out_dir / f"{name}.partial"
+        with partial.open("w", encoding="utf-8", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(columns)
+            for row in rows:
+                writer.writerow([csv_cell(cell) for cell in row])
+        os.replace(partial, self.out_dir / name)
