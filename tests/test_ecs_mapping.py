@@ -1,0 +1,136 @@
+"""The ECS documents: exact values of a real message, and every written field mapped."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from inbec_export.case import CaseContext
+from inbec_export.ecs.documents import finding_document, message_document
+from inbec_export.ecs.mappings import index_templates, mapped_fields
+from inbec_export.ecs.timeline import message_events, micros
+from inbec_export.model import Finding, Indicator, MessageRecord, MessageRef
+from inbec_export.readers import iter_evidence
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def leaf_paths(document: Any, prefix: str = "") -> set[str]:
+    """Every field path a document sets (lists of objects are walked, as ES does)."""
+    paths: set[str] = set()
+    if isinstance(document, dict):
+        for key, value in document.items():
+            paths |= leaf_paths(value, f"{prefix}{key}.")
+    elif isinstance(document, list):
+        for item in document:
+            paths |= leaf_paths(item, prefix)
+    else:
+        paths.add(prefix.rstrip("."))
+    return paths
+
+
+def covered(path: str, fields: dict[str, str]) -> bool:
+    """True when ``path`` is mapped, or lies inside an object stored without indexing."""
+    if path in fields:
+        return True
+    parts = path.split(".")
+    return any(fields.get(".".join(parts[:i])) == "object" for i in range(1, len(parts)))
+
+
+def test_repository_mappings_are_the_generated_templates() -> None:
+    for kind, template in index_templates().items():
+        on_disk = json.loads((REPO / "mappings" / f"{kind}.json").read_text("utf-8"))
+        assert on_disk == template, f"mappings/{kind}.json is stale: run `inbec mappings`"
+
+
+def test_every_field_of_every_corpus_message_is_mapped(corpus_dir: Path) -> None:
+    fields = mapped_fields(index_templates()["messages"]["template"]["mappings"])
+    case = CaseContext(legit_domains=("acme-corp.com",))
+    unmapped: set[str] = set()
+    count = 0
+    for event in iter_evidence([corpus_dir / "eml", corpus_dir / "mbox"]):
+        if isinstance(event, MessageRecord):
+            document = message_document(event, case, ["auth-failure"])
+            json.dumps(document)  # serialisable as it is
+            unmapped |= {p for p in leaf_paths(document) if not covered(p, fields)}
+            count += 1
+    assert count == 692
+    assert unmapped == set()
+
+
+def test_every_field_of_a_finding_is_mapped() -> None:
+    fields = mapped_fields(index_templates()["findings"]["template"]["mappings"])
+    when = datetime(2024, 3, 5, 9, 12, tzinfo=UTC)
+    finding = Finding(
+        rule_id="lookalike-domain",
+        rule_name="Lookalike domain",
+        severity="critical",
+        reason="globex-lnd.com imitates globex-ind.com",
+        key="globex-lnd.com",
+        evidence={"domain": "globex-lnd.com", "fields": ["from", "reply_to"], "n": {"a": 1}},
+        messages=[MessageRef("abc", "m1@x", "RE: Invoice", when, "marco@globex-lnd.com")],
+        indicators=[
+            Indicator("domain-name", "globex-lnd.com"),
+            Indicator("email-addr", "marco@globex-lnd.com"),
+            Indicator("ipv4-addr", "203.0.113.77"),
+        ],
+        first_seen=when,
+        last_seen=when,
+    )
+    document = finding_document(finding, CaseContext(case_id="c1"))
+    assert {p for p in leaf_paths(document) if not covered(p, fields)} == set()
+    assert document["threat"]["indicator"] == {
+        "type": "domain-name",
+        "description": "globex-lnd.com imitates globex-ind.com",
+        "url": {"domain": "globex-lnd.com"},
+        "email": {"address": "marco@globex-lnd.com"},
+        "ip": "203.0.113.77",
+    }
+    assert document["event"]["severity"] == 99
+    assert document["@timestamp"] == "2024-03-05T09:12:00.000+00:00"
+    assert document["inbec"]["finding"]["message_doc_ids"] == ["abc"]
+
+
+def test_exact_document_of_a_real_message(corpus_dir: Path) -> None:
+    path = corpus_dir / "eml" / "sublime_bec_ceo_impersonation.eml"
+    records = [e for e in iter_evidence([path]) if isinstance(e, MessageRecord)]
+    assert len(records) == 1
+    record = records[0]
+    document = message_document(record, CaseContext(case_id="bec-1"), [])
+    assert document["@timestamp"] == "2019-10-21T18:23:24.000+00:00"
+    assert document["email"]["from"] == {"address": ["joshkamdjou90@gmail.com"]}
+    assert document["email"]["subject"] == "Urgent: Need W2s"
+    assert document["email"]["message_id"] == (
+        "CAO_do4n4jwcfabQcEScYd9oSjDytgm_PveKKiF_gtBEYL8a0XQ@mail.gmail.com"
+    )
+    assert document["source"]["ip"] == "209.85.220.41"
+    assert document["inbec"]["display_names"]["from"] == ["Joshua Kamdjou"]
+    assert document["inbec"]["auth"]["dkim"] == {"result": ["fail", "pass"], "domain": ["gmail.com"]}
+    assert document["inbec"]["sender_type"] == "outside"
+    assert document["inbec"]["case"] == {"id": "bec-1"}
+    assert record.doc_id == next(
+        e for e in iter_evidence([path]) if isinstance(e, MessageRecord)
+    ).doc_id
+
+
+def test_timeline_events_carry_iso_datetime_and_microseconds() -> None:
+    sent = datetime(2024, 3, 5, 9, 12, 30, 250000, tzinfo=UTC)
+    delivered = datetime(2024, 3, 5, 9, 12, 31, tzinfo=UTC)
+    record = MessageRecord(
+        evidence_path="x.pst",
+        evidence_sha256="0" * 64,
+        evidence_format="pst",
+        item_id="node 1",
+        date=sent,
+        delivery_time=delivered,
+        submit_time=sent,
+    )
+    events = message_events(record, ["auth-failure"])
+    assert [(e["datetime"], e["timestamp"], e["timestamp_desc"]) for e in events] == [
+        ("2024-03-05T09:12:30.250000+00:00", 1709629950250000, "Message sent (Date header)"),
+        ("2024-03-05T09:12:31+00:00", 1709629951000000, "Message delivered"),
+    ]
+    assert micros(datetime(1970, 1, 1, tzinfo=UTC)) == 0
+    assert all(not key.startswith("_") for event in events for key in event)
