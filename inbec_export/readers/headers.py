@@ -47,7 +47,7 @@ def unfold(value: str) -> str:
     return re.sub(r"\r?\n(?=[ \t])", "", value).replace("\r", "").replace("\n", " ")
 
 
-def _codec_for(charset: str) -> str:
+def codec_for(charset: str) -> str:
     label = charset.strip().lower().split("*", 1)[0]
     return _CHARSET_ALIASES.get(label, label)
 
@@ -96,7 +96,7 @@ def _decode_one_word(charset: str, encoding: str, payload: str) -> tuple[str, st
             raw = quopri.decodestring(payload.replace("_", " ").encode("ascii", "replace"))
     except (ValueError, TypeError) as exc:
         return "", f"bad {encoding.upper()} encoding: {exc}"
-    codec = _codec_for(charset)
+    codec = codec_for(charset)
     try:
         return raw.decode(codec), None
     except LookupError:

@@ -186,7 +186,7 @@ def fill_body_and_attachments(record: MessageRecord, message: Message) -> None:
             html.append(_part_text(part))
     if count > MAX_ATTACHMENTS:
         record.warnings.append(f"{count} attachments; only {MAX_ATTACHMENTS} listed")
-    body = "\n".join(plain) if plain else _html_to_text("\n".join(html))
+    body = "\n".join(plain) if plain else html_to_text("\n".join(html))
     set_body(record, body)
 
 
@@ -250,16 +250,19 @@ def _part_text(part: Message) -> str:
     data = _payload_bytes(part)
     charset = part.get_content_charset() or "utf-8"
     try:
-        return data.decode(h._codec_for(charset), errors="replace")
+        return data.decode(h.codec_for(charset), errors="replace")
     except LookupError:
         return data.decode("utf-8", errors="replace")
 
 
-def _html_to_text(html: str) -> str:
+def html_to_text(html: str) -> str:
+    """Visible text of an HTML body: head, scripts, styles and comments dropped, tags
+    removed, entities decoded (enough for keyword rules, not a renderer)."""
     import html as html_lib
     import re
 
-    text = re.sub(r"(?is)<(script|style)\b.*?</\1>", " ", html)
+    text = re.sub(r"(?is)<!--.*?-->", " ", html)
+    text = re.sub(r"(?is)<(head|script|style)\b.*?</\1\s*>", " ", text)
     text = re.sub(r"(?s)<[^>]+>", " ", text)
     return re.sub(r"[ \t\r\f\v]+", " ", html_lib.unescape(text)).strip()
 
@@ -276,3 +279,5 @@ def decode_thread_index(value: str | None) -> str | None:
     except (ValueError, TypeError):
         return None
     return raw[:22].hex() if len(raw) >= 22 else None
+
+_html_to_text = html_to_text  # kept until every reader uses the public name
