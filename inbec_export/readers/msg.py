@@ -77,8 +77,8 @@ from inbec_export.readers.base import SNIFF_BYTES, Reader, register
 from inbec_export.readers.eml import EmlReader
 from inbec_export.readers.rfc822 import (
     MAX_ATTACHMENTS,
-    html_to_text,
     apply_headers,
+    html_to_text,
     parse_header_block,
     record_from_bytes,
     set_body,
