@@ -22,7 +22,7 @@ from inbec_export.model import (
     Finding,
     MessageRecord,
 )
-from inbec_export.readers.headers import is_global_ip
+from inbec_export.readers.headers import is_public_ip
 
 #: ``event.dataset`` of each document kind; also the kind names of the case folder files.
 MESSAGE_DATASET = "inbec.message"
@@ -74,7 +74,7 @@ def source_ip(record: MessageRecord) -> str | None:
     if record.originating_ips:
         return record.originating_ips[0]
     for hop in reversed(record.hops):
-        if hop.ip and is_global_ip(hop.ip):
+        if hop.ip and is_public_ip(hop.ip):
             return hop.ip
     return None
 

@@ -288,12 +288,40 @@ def _host(token: str) -> str | None:
     return host or None
 
 
-def is_global_ip(ip: str) -> bool:
-    """True when ``ip`` is a globally routable address (not private, loopback, ...)."""
+#: Networks whose addresses never identify a sender on the internet: private, loopback,
+#: link-local, shared (RFC 6598), multicast, unspecified and reserved space. The
+#: documentation ranges (RFC 5737, RFC 3849) are deliberately not listed, so sample and
+#: training mail behaves like real mail.
+_NON_PUBLIC_NETWORKS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "10.0.0.0/8",
+        "100.64.0.0/10",
+        "127.0.0.0/8",
+        "169.254.0.0/16",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "::/128",
+        "::1/128",
+        "fc00::/7",
+        "fe80::/10",
+        "ff00::/8",
+    )
+)
+
+
+def is_public_ip(ip: str) -> bool:
+    """True when ``ip`` can identify a sender on the internet (see the networks above)."""
     try:
-        return ipaddress.ip_address(ip).is_global
+        address = ipaddress.ip_address(ip)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not any(address in net for net in _NON_PUBLIC_NETWORKS if net.version == address.version)
 
 
 # --- Authentication-Results (RFC 8601) -------------------------------------------------
@@ -447,6 +475,9 @@ def _auth_result(
     )
 
 
+_SPF_COMMENT_DOMAIN = re.compile(
+    r"domain of (?:transitioning )?(?:\S+@)?([A-Za-z0-9.\-]+\.[A-Za-z0-9\-]+)"
+)
 _SPF_RESULTS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"}
 
 
