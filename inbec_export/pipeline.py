@@ -16,7 +16,7 @@ from typing import Any
 
 from inbec_export import ECS_VERSION, __version__
 from inbec_export.case import CaseContext
-from inbec_export.detections import RuleSet
+from inbec_export.detections import RuleSet, subject_match_row
 from inbec_export.ecs.documents import finding_document, message_document
 from inbec_export.ecs.timeline import finding_event, message_events
 from inbec_export.model import Finding, ItemFailure, MessageRecord, NonMailItem
@@ -132,18 +132,10 @@ def _handle_message(
     stats.messages_written += 1
     for finding in findings:
         _write_finding(finding, case, folder, stats)
-    if case.subject_pattern is not None and any(f.rule_id == "subject-match" for f in findings):
-        stats.subject_matches += 1
-        folder.add_subject_match(
-            (
-                record.timestamp.isoformat() if record.timestamp else "",
-                ", ".join(a.address for a in record.from_),
-                ", ".join(a.address for a in record.to),
-                record.subject or "",
-                record.message_id or "",
-                record.doc_id,
-            )
-        )
+    for finding in findings:
+        if finding.rule_id == "subject-match":
+            stats.subject_matches += 1
+            folder.add_subject_match(subject_match_row(finding))
 
 
 def _write_finding(

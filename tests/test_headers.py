@@ -168,7 +168,7 @@ def test_corpus_utf8_q_subject_split_over_words(corpus_dir: Path) -> None:
         ("dkim", "fail", "settlersv.com", "authentication-results"),
         ("dmarc", "permerror", "calungas.com", "authentication-results"),
         ("compauth", "fail", None, "authentication-results"),
-        ("spf", "fail", "settlersv.com", "received-spf"),
+        ("spf", "fail", "calungas.com", "received-spf"),
     ]
 
 

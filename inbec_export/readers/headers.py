@@ -491,13 +491,12 @@ def parse_received_spf(value: str) -> AuthResult | None:
         return None
     body = _strip_comments(text)
     props = {key.lower(): val.strip('"') for key, val in _PAIR.findall(body)}
-    domain = _domain_of(props.get("envelope-from", "")) or _domain_of(props.get("helo", ""))
+    domain = _domain_of(props.get("envelope-from", ""))
     if domain is None:
-        # Comments often say "domain of user@example.com designates ...".
-        match = re.search(
-            r"domain of (?:transitioning )?(?:\S+@)?([A-Za-z0-9.\-]+\.[A-Za-z0-9\-]+)", text
-        )
+        # The comment names the checked domain: "domain of [transitioning] user@x.com ...".
+        match = _SPF_COMMENT_DOMAIN.search(unfold(text))
         domain = match.group(1).rstrip(".").lower() if match else None
+    domain = domain or _domain_of(props.get("helo", ""))
     return AuthResult(method="spf", result=first, domain=domain, source="received-spf")
 
 

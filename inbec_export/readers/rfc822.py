@@ -279,5 +279,3 @@ def decode_thread_index(value: str | None) -> str | None:
     except (ValueError, TypeError):
         return None
     return raw[:22].hex() if len(raw) >= 22 else None
-
-_html_to_text = html_to_text  # kept until every reader uses the public name

@@ -1,0 +1,44 @@
+"""Generator functions run in worker processes by the isolation tests (module level, so
+that a child process can find them)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import time
+from collections.abc import Iterator
+
+
+def three_then_segfault() -> Iterator[int]:
+    """Yield 1, 2, 3, then crash the interpreter with a read of address 0."""
+    yield from (1, 2, 3)
+    ctypes.string_at(0)
+
+
+def two_then_raise() -> Iterator[str]:
+    """Yield two items, then raise a Python exception."""
+    yield "a"
+    yield "b"
+    raise ValueError("bad item 3")
+
+
+def many_large(count: int, size: int) -> Iterator[bytes]:
+    """Yield ``count`` items of ``size`` bytes each (far more than a pipe buffer holds)."""
+    for index in range(count):
+        yield index.to_bytes(4, "big") * (size // 4)
+
+
+def pid_then_sleep(path: str) -> Iterator[int]:
+    """Write the child's pid to ``path``, yield it, then keep the child busy forever."""
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(str(os.getpid()))
+    yield os.getpid()
+    while True:
+        time.sleep(0.05)
+        yield -1
+
+
+def exits_silently() -> Iterator[int]:
+    """Yield one item, then leave the process with status 3 (no Python exception)."""
+    yield 7
+    os._exit(3)
