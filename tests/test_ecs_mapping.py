@@ -107,12 +107,16 @@ def test_exact_document_of_a_real_message(corpus_dir: Path) -> None:
     )
     assert document["source"]["ip"] == "209.85.220.41"
     assert document["inbec"]["display_names"]["from"] == ["Joshua Kamdjou"]
-    assert document["inbec"]["auth"]["dkim"] == {"result": ["fail", "pass"], "domain": ["gmail.com"]}
+    assert document["inbec"]["auth"]["dkim"] == {
+        "result": ["fail", "pass"],
+        "domain": ["gmail.com"],
+    }
     assert document["inbec"]["sender_type"] == "outside"
     assert document["inbec"]["case"] == {"id": "bec-1"}
-    assert record.doc_id == next(
-        e for e in iter_evidence([path]) if isinstance(e, MessageRecord)
-    ).doc_id
+    assert (
+        record.doc_id
+        == next(e for e in iter_evidence([path]) if isinstance(e, MessageRecord)).doc_id
+    )
 
 
 def test_timeline_events_carry_iso_datetime_and_microseconds() -> None:
