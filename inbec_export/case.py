@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
-from inbec_export.domains import LookalikeDetector, LookalikeMatch, registrable
+from inbec_export.domains import LookalikeDetector, LookalikeMatch, is_usable_domain, registrable
 from inbec_export.errors import UsageError
 
 #: Authentication results that count as failures unless the case says otherwise.
@@ -16,6 +16,17 @@ DEFAULT_AUTH_FAILURES: dict[str, frozenset[str]] = {
     "dkim": frozenset({"fail"}),
     "dmarc": frozenset({"fail"}),
     "compauth": frozenset({"fail"}),
+}
+
+#: Results each method can have (RFC 8601 section 2.7, RFC 7489, Microsoft compauth).
+AUTH_RESULTS: dict[str, frozenset[str]] = {
+    "spf": frozenset(
+        {"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror", "policy"}
+    ),
+    "dkim": frozenset({"pass", "fail", "neutral", "none", "temperror", "permerror", "policy"}),
+    "dmarc": frozenset({"pass", "fail", "none", "temperror", "permerror", "bestguesspass"}),
+    "compauth": frozenset({"pass", "fail", "softpass", "none"}),
+    "arc": frozenset({"pass", "fail", "none"}),
 }
 
 _CASE_ID = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
@@ -41,6 +52,15 @@ def validate_case_id(case_id: str) -> str:
     return normalised
 
 
+def clean_domain(text: str) -> str:
+    """The domain in what a user typed: ``https://acme.com/x``, ``bob@acme.com``, ``acme.com.``."""
+    value = text.strip()
+    if "://" in value:
+        value = value.split("://", 1)[1]
+    value = value.split("/", 1)[0].rpartition("@")[2]
+    return value.split(":", 1)[0].strip().rstrip(".").lower()
+
+
 def parse_auth_failures(specs: list[str]) -> dict[str, frozenset[str]]:
     """Parse ``method=result[,result...]`` settings (``spf=fail,softfail``)."""
     policy: dict[str, set[str]] = {}
@@ -49,6 +69,18 @@ def parse_auth_failures(specs: list[str]) -> dict[str, frozenset[str]]:
         if not sep or not method.strip() or not values.strip():
             raise UsageError(f"--auth-fail {spec!r}: write it as method=result[,result...]")
         results = {value.strip().lower() for value in values.split(",") if value.strip()}
+        method_name = method.strip().lower()
+        if method_name not in AUTH_RESULTS:
+            raise UsageError(
+                f"--auth-fail {spec!r}: unknown method {method_name!r} "
+                f"(one of {', '.join(sorted(AUTH_RESULTS))})"
+            )
+        unknown = sorted(results - AUTH_RESULTS[method_name])
+        if unknown:
+            raise UsageError(
+                f"--auth-fail {spec!r}: unknown {method_name} result {unknown[0]!r} "
+                f"(one of {', '.join(sorted(AUTH_RESULTS[method_name]))})"
+            )
         policy.setdefault(method.strip().lower(), set()).update(results)
     return {method: frozenset(results) for method, results in policy.items()}
 
@@ -67,6 +99,15 @@ class CaseContext:
     freemail: frozenset[str] = field(default_factory=freemail_domains)
 
     def __post_init__(self) -> None:
+        self.legit_domains = tuple(clean_domain(d) for d in self.legit_domains)
+        self.allowlist = tuple(clean_domain(d) for d in self.allowlist)
+        for option, domains in (("legitimate", self.legit_domains), ("allowlist", self.allowlist)):
+            bad = [d for d in domains if d and not is_usable_domain(d)]
+            if bad:
+                raise UsageError(
+                    f"{option} domain {bad[0]!r} is not a domain name: give the registrable "
+                    "domain with its suffix, e.g. acme-corp.com"
+                )
         self.legit_domains = tuple(sorted({registrable(d) for d in self.legit_domains if d}))
         self.allowlist = tuple(sorted({registrable(d) for d in self.allowlist if d}))
         self._legit = frozenset(self.legit_domains)

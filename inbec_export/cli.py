@@ -46,6 +46,10 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    # Library chatter ("Encoding property not found", olefile sector errors) names no
+    # evidence file; our readers report what matters per file and item.
+    for name in ("extract_msg", "olefile", "RTFDE", "compressed_rtf", "tzlocal"):
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def _read_domain_file(path: Path) -> list[str]:
@@ -76,7 +80,10 @@ def _main(
 def analyze(
     evidence: Annotated[
         list[Path],
-        typer.Argument(help="Evidence files or folders (walked recursively); any mix."),
+        typer.Argument(
+            help="Evidence files or folders (walked recursively); any mix.",
+            metavar="EVIDENCE...",
+        ),
     ],
     legit: Annotated[
         list[str] | None,
@@ -116,7 +123,7 @@ def analyze(
     _setup_logging(verbose, quiet)
     try:
         case = _build_case(
-            evidence, legit, legit_file, allowlist, case_id, subject_pattern, auth_fail
+            evidence, out, legit, legit_file, allowlist, case_id, subject_pattern, auth_fail
         )
         summary = _run(evidence, case, out, quiet)
     except UsageError as exc:
@@ -137,6 +144,7 @@ def analyze(
 
 def _build_case(
     evidence: list[Path],
+    out: Path,
     legit: list[str] | None,
     legit_file: Path | None,
     allowlist: list[str] | None,
@@ -147,6 +155,8 @@ def _build_case(
     missing = [str(p) for p in evidence if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder")
     domains = list(legit or [])
     if legit_file is not None:
         domains += _read_domain_file(legit_file)
@@ -201,12 +211,18 @@ def _run(evidence: list[Path], case: CaseContext, out: Path, quiet: bool) -> dic
         return run_analysis(evidence, case, out, notify)
 
 
+def _table(title: str, *columns: str) -> Table:
+    table = Table(title=title, show_edge=False, title_justify="left")
+    for column in columns:
+        # Indicators are never cut short: long values wrap.
+        table.add_column(column, overflow="fold")
+    return table
+
+
 def print_summary(summary: dict[str, Any], out: Path) -> None:
     """The terminal summary: what was read, what failed, what was found, where it is."""
     totals = summary["totals"]
-    table = Table(title="Evidence", show_edge=False)
-    for column in ("files", "messages", "written", "non-mail", "failed items", "skipped"):
-        table.add_column(column, justify="right")
+    table = _table("Evidence", "files", "messages", "written", "non-mail", "failed", "skipped")
     table.add_row(
         str(totals["evidence_files"]),
         str(totals["messages_read"]),
@@ -217,23 +233,27 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     )
     out_console.print(table)
     if summary["failures"]:
-        out_console.print(f"[yellow]{totals['items_failed']} item(s) failed[/yellow]:")
+        whole = totals["files_failed"]
+        out_console.print(
+            f"[yellow]{totals['items_failed']} failed[/yellow] "
+            f"({whole} whole file{'s' if whole != 1 else ''}, the rest single items):"
+        )
         for failure in summary["failures"][:10]:
             item = f" [{failure['item']}]" if failure["item"] else ""
             out_console.print(f"  {safe(failure['file'])}{safe(item)}: {safe(failure['reason'])}")
         if totals["items_failed"] > 10:
             out_console.print(f"  ... all of them in {safe(out / 'failures.ndjson')}")
-    if summary["findings_by_rule"]:
-        rules = Table(title="Findings", show_edge=False)
-        rules.add_column("rule")
-        rules.add_column("count", justify="right")
+    if not summary["findings_by_rule"]:
+        out_console.print("No findings.")
+    else:
+        rules = _table("Findings", "rule", "count")
         for rule_id, count in summary["findings_by_rule"].items():
             rules.add_row(rule_id, str(count))
         out_console.print(rules)
     if summary["lookalike_domains"]:
-        domains = Table(title="Lookalike domains", show_edge=False)
-        for column in ("domain", "imitates", "technique", "messages", "first seen"):
-            domains.add_column(column)
+        domains = _table(
+            "Lookalike domains", "domain", "imitates", "technique", "messages", "first seen"
+        )
         for item in summary["lookalike_domains"]:
             domains.add_row(
                 safe(item["domain"]),
@@ -243,9 +263,21 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
                 safe(item["first_seen"] or ""),
             )
         out_console.print(domains)
+    key = summary.get("key_findings") or []
+    if key:
+        out_console.print("[bold]Critical and high findings[/bold]")
+        for finding in key[:15]:
+            colour = "red" if finding["severity"] == "critical" else "yellow"
+            out_console.print(
+                f"  [{colour}]{finding['severity']}[/{colour}] {finding['rule_id']}: "
+                f"{safe(finding['reason'])}",
+                highlight=False,
+            )
+        if len(key) > 15:
+            out_console.print(f"  ... {len(key) - 15} more in summary.json and findings.ndjson")
     out_console.print(
-        f"Case folder: [bold]{safe(out)}[/bold] (summary.json, findings.ndjson, "
-        "messages.ndjson, timeline.csv, timeline.jsonl)"
+        f"Case folder: [bold]{safe(out)}[/bold] (summary.json, timeline.csv, findings.ndjson, "
+        "messages.ndjson, timeline.jsonl)"
     )
 
 
@@ -258,7 +290,14 @@ def sample_case(
     """Write the built-in sample invoice-fraud case (EML files and an mbox)."""
     from inbec_export.sample.generator import generate_sample_case
 
-    case = generate_sample_case(out)
+    try:
+        case = generate_sample_case(out)
+    except OSError as exc:
+        err_console.print(
+            f"[red]error:[/red] cannot write the sample case to {safe(out)}: "
+            f"{safe(exc.strerror or exc)}"
+        )
+        raise typer.Exit(2) from exc
     out_console.print(
         f"Sample case written: {case.message_count} messages in {safe(case.evidence_dir)}, "
         f"legitimate domains in {safe(case.legit_file)}"
@@ -275,21 +314,28 @@ def mappings(
     """Write the index template of each document kind as JSON."""
     from inbec_export.ecs.mappings import index_templates
 
-    out.mkdir(parents=True, exist_ok=True)
-    for kind, template in index_templates(prefix).items():
-        path = out / f"{kind}.json"
-        path.write_text(json.dumps(template, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        out_console.print(f"wrote {safe(path)}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for kind, template in index_templates(prefix).items():
+            path = out / f"{kind}.json"
+            text = json.dumps(template, indent=2, sort_keys=True) + "\n"
+            path.write_text(text, encoding="utf-8")
+            out_console.print(f"wrote {safe(path)}")
+    except OSError as exc:
+        err_console.print(
+            f"[red]error:[/red] cannot write templates to {safe(out)}: {safe(exc.strerror or exc)}"
+        )
+        raise typer.Exit(2) from exc
 
 
 @app.command("rules")
 def list_rules() -> None:
-    """List the detection rules."""
+    """List the detection rules (a finding may be raised above its rule's base severity)."""
     from inbec_export.detections.base import rules
 
     table = Table(show_edge=False)
-    for column in ("id", "name", "severity", "description"):
-        table.add_column(column)
+    for column in ("id", "name", "base severity", "description"):
+        table.add_column(column, overflow="fold")
     for rule in rules():
         table.add_row(rule.id, rule.name, rule.severity, rule.description)
     out_console.print(table)

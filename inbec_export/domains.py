@@ -816,3 +816,8 @@ class LookalikeDetector:
             unicode=seen.text if seen.idn else None,
             detail=_describe(shown, unicode, legit.domain, hits),
         )
+
+
+def is_usable_domain(domain: str) -> bool:
+    """True when ``domain`` can serve as a legitimate or allowlisted domain of a case."""
+    return isinstance(domain, str) and _registrable_name(domain) is not None

@@ -224,6 +224,10 @@ class EvidenceFile:
 ReadEvent = MessageRecord | ItemFailure | NonMailItem
 
 
+#: Recipients kept on a message reference (the rest are counted in the document).
+MESSAGE_REF_RECIPIENTS = 10
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRef:
     """The few fields a finding keeps about each message it concerns."""
@@ -233,12 +237,28 @@ class MessageRef:
     subject: str | None
     timestamp: datetime | None
     sender: str | None
+    recipients: tuple[str, ...] = ()
+    source_ip: str | None = None
+    evidence_path: str | None = None
+    item_id: str | None = None
 
     @classmethod
     def of(cls, record: MessageRecord) -> MessageRef:
         """Build the reference of ``record``."""
         sender = record.from_[0].address if record.from_ else None
-        return cls(record.doc_id, record.message_id, record.subject, record.timestamp, sender)
+        recipients = [a.address for a in (*record.to, *record.cc) if a.address]
+        ip = record.originating_ips[0] if record.originating_ips else None
+        return cls(
+            record.doc_id,
+            record.message_id,
+            record.subject,
+            record.timestamp,
+            sender,
+            tuple(recipients[:MESSAGE_REF_RECIPIENTS]),
+            ip,
+            record.evidence_path,
+            record.item_id,
+        )
 
 
 Severity = Literal["low", "medium", "high", "critical"]
@@ -286,9 +306,11 @@ class Finding:
 
     @property
     def timestamp(self) -> datetime | None:
-        """When the finding happened: its first message, else ``first_seen``."""
+        """When the finding happened: ``first_seen``, else its earliest message."""
+        if self.first_seen is not None:
+            return self.first_seen
         times = [ref.timestamp for ref in self.messages if ref.timestamp is not None]
-        return min(times) if times else self.first_seen
+        return min(times) if times else None
 
 
 def stable_id(*parts: str) -> str:

@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 #: Failures listed in ``summary.json`` itself; all of them are in ``failures.ndjson``.
 SUMMARY_FAILURES_SHOWN = 1000
 
+#: Critical and high findings listed in ``summary.json`` (all are in findings.ndjson).
+SUMMARY_KEY_FINDINGS = 50
+
+_SEVERITY_ORDER = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
 #: Called with ``(event, detail)`` as the run goes: "file", "message", "failure".
 ProgressCallback = Callable[[str, str], None]
 
@@ -179,6 +184,15 @@ def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
         for f in stats.findings
         if f.rule_id == "lookalike-domain"
     ]
+    key_findings = sorted(
+        (f for f in stats.findings if f.severity in {"critical", "high"}),
+        key=lambda f: (
+            _SEVERITY_ORDER[f.severity],
+            f.timestamp.isoformat() if f.timestamp else "",
+            f.rule_id,
+            f.key,
+        ),
+    )
     return {
         "tool": {"name": "inbec-export", "version": __version__, "ecs_version": ECS_VERSION},
         "case": {
@@ -219,4 +233,14 @@ def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
         "findings_by_rule": dict(sorted(by_rule.items())),
         "findings_by_severity": dict(sorted(by_severity.items())),
         "lookalike_domains": sorted(lookalikes, key=lambda d: str(d["domain"])),
+        "key_findings": [
+            {
+                "rule_id": f.rule_id,
+                "severity": f.severity,
+                "timestamp": f.timestamp.isoformat() if f.timestamp else None,
+                "reason": f.reason,
+                "doc_id": f.doc_id,
+            }
+            for f in key_findings[:SUMMARY_KEY_FINDINGS]
+        ],
     }

@@ -22,7 +22,7 @@ from inbec_export.model import (
     Finding,
     MessageRecord,
 )
-from inbec_export.readers.headers import is_public_ip
+from inbec_export.readers.headers import is_public_ip, normalise_ip
 
 #: ``event.dataset`` of each document kind; also the kind names of the case folder files.
 MESSAGE_DATASET = "inbec.message"
@@ -86,7 +86,7 @@ def message_domains(record: MessageRecord) -> list[str]:
         hosts.extend([hop.from_host or "", hop.by_host or ""])
     if record.message_id and "@" in record.message_id:
         hosts.append(record.message_id.rpartition("@")[2].strip(">").lower())
-    return _unique(h for h in hosts if h and "." in h)
+    return _unique(h for h in hosts if h and "." in h and normalise_ip(h) is None)
 
 
 def _auth(record: MessageRecord) -> dict[str, Any]:
@@ -332,8 +332,13 @@ def finding_document(finding: Finding, case: CaseContext) -> Document:
             "message_id": _unique(r.message_id for r in refs),
             "subject": _unique(r.subject for r in refs),
             "from": {"address": _unique(r.sender for r in refs)},
+            "to": {"address": _unique(a for r in refs for a in r.recipients)},
         },
-        "related": {"ip": _unique(ips), "hosts": _unique(hosts)},
+        "source": {"ip": next((r.source_ip for r in refs if r.source_ip), None)},
+        "related": {
+            "ip": _unique([*ips, *(r.source_ip for r in refs)]),
+            "hosts": _unique(hosts),
+        },
         "inbec": {
             "case": {"id": case.case_id},
             "tool": {"version": __version__},
@@ -349,6 +354,10 @@ def finding_document(finding: Finding, case: CaseContext) -> Document:
                         "subject": r.subject,
                         "timestamp": iso(r.timestamp),
                         "sender": r.sender,
+                        "recipients": list(r.recipients),
+                        "source_ip": r.source_ip,
+                        "evidence_path": r.evidence_path,
+                        "item_id": r.item_id,
                     }
                     for r in refs
                 ],

@@ -181,9 +181,11 @@ def finding_mapping() -> Mapping:
         ),
         "email": obj(
             **{"from": _address()},
+            to=_address(),
             message_id=LONG_KEYWORD,
             subject=KEYWORD_AND_TEXT,
         ),
+        "source": obj(ip=IP),
         "inbec": obj(
             case=obj(id=KEYWORD),
             tool=obj(version=KEYWORD),
@@ -198,6 +200,10 @@ def finding_mapping() -> Mapping:
                     subject=KEYWORD,
                     timestamp=DATE,
                     sender=KEYWORD,
+                    recipients=KEYWORD,
+                    source_ip=IP,
+                    evidence_path=LONG_KEYWORD,
+                    item_id=KEYWORD,
                 ),
                 indicators=obj(type=KEYWORD, value=KEYWORD),
                 evidence={"type": "object", "enabled": False},

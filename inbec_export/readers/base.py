@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +84,24 @@ def hash_file(path: Path) -> tuple[int, str]:
             digest.update(chunk)
             size += len(chunk)
     return size, digest.hexdigest()
+
+
+_LIBYAL_PART = re.compile(r"(?:^|(?<=\. ))[a-z][a-z0-9_]*: ")
+
+
+def one_line(exc: BaseException, limit: int = 300) -> str:
+    """A short one-line reason from an exception, for failure lists and warnings.
+
+    Native libyal errors (libpff) chain every function's message, innermost first after the
+    outermost: keep the outermost and the innermost cause, without function names.
+    """
+    text = " ".join(str(exc).split())
+    parts = [p.strip().rstrip(".") for p in _LIBYAL_PART.split(text) if p.strip()]
+    if len(parts) > 2 and _LIBYAL_PART.match(text):
+        text = f"{parts[0]}: {parts[1]}"
+    return text[:limit] or type(exc).__name__
+
+
+def describe(exc: BaseException) -> str:
+    """``ExceptionType: one-line reason``."""
+    return f"{type(exc).__name__}: {one_line(exc)}"

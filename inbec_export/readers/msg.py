@@ -73,7 +73,7 @@ from inbec_export.model import (
     ReadEvent,
 )
 from inbec_export.readers import headers as h
-from inbec_export.readers.base import SNIFF_BYTES, Reader, register
+from inbec_export.readers.base import SNIFF_BYTES, Reader, describe, one_line, register
 from inbec_export.readers.eml import EmlReader
 from inbec_export.readers.rfc822 import (
     MAX_ATTACHMENTS,
@@ -202,19 +202,16 @@ class MsgReader(Reader):
             msg, open_warnings = _open(path)
         except Exception as exc:
             reason = _open_failure_reason(exc)
-            logger.warning("%s: skipped: %s", path, reason)
             yield ItemFailure(path, None, reason)
             return
         try:
             if not _is_message_store(msg):
                 reason = "OLE file but not an Outlook message (no MAPI property streams)"
-                logger.warning("%s: skipped: %s", path, reason)
                 yield ItemFailure(path, None, reason)
                 return
             yield from _ItemReader(evidence).read(msg, "message", None, 0, open_warnings)
         except Exception as exc:
-            reason = f"reading stopped: {type(exc).__name__}: {_one_line(exc)}"
-            logger.warning("%s: %s", path, reason)
+            reason = f"reading stopped: {describe(exc)}"
             yield ItemFailure(path, None, reason)
         finally:
             _close(msg)
@@ -230,7 +227,7 @@ def _open(path: str) -> tuple[Any, list[str]]:
         # olefile rejects some damaged containers that it can still walk when told to
         # tolerate "incorrect" defects; evidence is worth the attempt.
         msg = _open_with(path, _TOLERANT | ErrorBehavior.OLE_DEFECT_INCORRECT)
-        return msg, [f"OLE container defects tolerated: {_one_line(first)}"]
+        return msg, [f"OLE container defects tolerated: {one_line(first)}"]
 
 
 def _open_with(path: str, behaviour: ErrorBehavior) -> Any:
@@ -239,12 +236,8 @@ def _open_with(path: str, behaviour: ErrorBehavior) -> Any:
 
 def _open_failure_reason(exc: BaseException) -> str:
     if isinstance(exc, InvalidFileFormatError):
-        return f"not an OLE compound file: {_one_line(exc)}"
-    return f"cannot open as an Outlook message: {type(exc).__name__}: {_one_line(exc)}"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:300] or type(exc).__name__
+        return f"not an OLE compound file: {one_line(exc)}"
+    return f"cannot open as an Outlook message: {describe(exc)}"
 
 
 def _close(msg: Any) -> None:
@@ -318,7 +311,6 @@ class _ItemReader:
     ) -> Iterator[ReadEvent]:
         if depth > MAX_EMBED_DEPTH:
             reason = f"embedded message nested deeper than {MAX_EMBED_DEPTH} levels; not read"
-            logger.warning("%s [%s]: skipped: %s", self.evidence.path, child_id, reason)
             yield ItemFailure(self.evidence.path, child_id, reason)
             return
         if isinstance(child, bytes):
@@ -327,8 +319,7 @@ class _ItemReader:
         try:
             yield from self.read(child, child_id, parent_id, depth)
         except Exception as exc:
-            reason = f"embedded message unreadable: {type(exc).__name__}: {_one_line(exc)}"
-            logger.warning("%s [%s]: skipped: %s", self.evidence.path, child_id, reason)
+            reason = f"embedded message unreadable: {describe(exc)}"
             yield ItemFailure(self.evidence.path, child_id, reason)
 
     def _embedded_eml(self, raw: bytes, child_id: str, parent_id: str) -> ReadEvent:
@@ -342,8 +333,7 @@ class _ItemReader:
         try:
             return record_from_bytes(record, raw)
         except Exception as exc:
-            reason = f"attached message unreadable: {type(exc).__name__}: {_one_line(exc)}"
-            logger.warning("%s [%s]: skipped: %s", self.evidence.path, child_id, reason)
+            reason = f"attached message unreadable: {describe(exc)}"
             return ItemFailure(self.evidence.path, child_id, reason)
 
 
@@ -360,7 +350,7 @@ def _guarded(warnings: list[str], what: str, read: Callable[[], _T]) -> _T | Non
     try:
         return read()
     except Exception as exc:
-        warnings.append(f"{what} unreadable: {type(exc).__name__}: {_one_line(exc)}")
+        warnings.append(f"{what} unreadable: {describe(exc)}")
         return None
 
 
@@ -511,7 +501,7 @@ def _reply_to(msg: Any, warnings: list[str]) -> list[Address]:
     try:
         return _flat_entry_list(data)
     except (struct.error, ValueError, UnicodeDecodeError) as exc:
-        warnings.append(f"reply recipients unreadable: {_one_line(exc)}")
+        warnings.append(f"reply recipients unreadable: {one_line(exc)}")
         return []
 
 

@@ -55,7 +55,7 @@ from inbec_export.model import (
     ReadEvent,
 )
 from inbec_export.readers import headers as h
-from inbec_export.readers.base import Reader, register
+from inbec_export.readers.base import Reader, describe, register
 from inbec_export.readers.isolation import WorkerFailure, iter_in_worker
 from inbec_export.readers.rfc822 import (
     MAX_ATTACHMENTS,
@@ -256,7 +256,6 @@ class PstReader(Reader):
         for event in iter_in_worker(read_pst, evidence):
             if isinstance(event, WorkerFailure):
                 reason = event.describe(self.worker_name)
-                logger.warning("%s: %s", evidence.path, reason)
                 yield ItemFailure(evidence.path, None, reason)
             else:
                 yield event
@@ -278,8 +277,7 @@ def read_pst(evidence: EvidenceFile) -> Iterator[ReadEvent]:
     try:
         store.open(evidence.path)
     except Exception as exc:
-        reason = f"cannot open as PST/OST: {type(exc).__name__}: {exc}"
-        logger.warning("%s: %s", evidence.path, reason)
+        reason = f"cannot open as PST/OST: {describe(exc)}"
         yield ItemFailure(evidence.path, None, reason)
         return
     try:
@@ -317,7 +315,7 @@ def _walk(context: _Context, store: Any) -> Iterator[ReadEvent]:
     try:
         root = store.get_root_folder()
     except Exception as exc:
-        yield _failure(path, None, f"no readable root folder: {type(exc).__name__}: {exc}")
+        yield _failure(path, None, f"no readable root folder: {describe(exc)}")
         return
     # Depth-first with an explicit stack: the folder order is the file's, and deep or
     # looping trees cannot exhaust the interpreter stack.
@@ -380,7 +378,6 @@ def _identifier(item: Any) -> int | None:
 
 
 def _failure(path: str, item: str | None, reason: str) -> ItemFailure:
-    logger.warning("%s [%s]: %s", path, item or "file", reason)
     return ItemFailure(path, item, reason)
 
 
@@ -389,7 +386,7 @@ def _read_folder(context: _Context, folder: Any, folder_path: str) -> Iterator[R
     try:
         count = folder.get_number_of_sub_messages()
     except Exception as exc:
-        yield _failure(path, folder_path, f"items unreadable: {type(exc).__name__}: {exc}")
+        yield _failure(path, folder_path, f"items unreadable: {describe(exc)}")
         return
     for index in range(count):
         item_id = f"{folder_path}/item {index}"
@@ -401,9 +398,7 @@ def _read_folder(context: _Context, folder: Any, folder_path: str) -> Iterator[R
             events = list(_read_item(context, item, item_id, folder_path))
         except Exception as exc:
             where = folder_path or "the root folder"
-            yield _failure(
-                path, item_id, f"unreadable item in {where}: {type(exc).__name__}: {exc}"
-            )
+            yield _failure(path, item_id, f"unreadable item in {where}: {describe(exc)}")
             continue
         yield from events
 
@@ -451,14 +446,14 @@ def _properties(item: Any, wanted: frozenset[int], warnings: list[str]) -> Prope
     try:
         set_count = item.get_number_of_record_sets()
     except Exception as exc:
-        warnings.append(f"properties unreadable: {type(exc).__name__}: {exc}")
+        warnings.append(f"properties unreadable: {describe(exc)}")
         return props
     for set_index in range(set_count):
         try:
             record_set = item.get_record_set(set_index)
             entry_count = record_set.get_number_of_entries()
         except Exception as exc:
-            warnings.append(f"property set {set_index} unreadable: {type(exc).__name__}: {exc}")
+            warnings.append(f"property set {set_index} unreadable: {describe(exc)}")
             continue
         _read_entries(record_set, entry_count, wanted, props, warnings)
     return props
@@ -472,19 +467,19 @@ def _read_entries(
             entry = record_set.get_entry(index)
             tag = entry.get_entry_type()
         except Exception as exc:
-            warnings.append(f"property {index} unreadable: {type(exc).__name__}: {exc}")
+            warnings.append(f"property {index} unreadable: {describe(exc)}")
             continue
         if tag not in wanted or tag in props:
             continue
         try:
             value_type = entry.get_value_type()
         except Exception as exc:
-            warnings.append(f"property 0x{tag:04X} unreadable: {type(exc).__name__}: {exc}")
+            warnings.append(f"property 0x{tag:04X} unreadable: {describe(exc)}")
             continue
         try:
             data = entry.get_data()
         except Exception as exc:
-            warnings.append(f"property 0x{tag:04X} unreadable: {type(exc).__name__}: {exc}")
+            warnings.append(f"property 0x{tag:04X} unreadable: {describe(exc)}")
             data = None
         props[tag] = (value_type, data)
 
@@ -537,7 +532,7 @@ def _text(
     try:
         return _decode_string(value_type, data, codec)
     except Exception as exc:
-        warnings.append(f"property 0x{tag:04X} undecodable: {type(exc).__name__}: {exc}")
+        warnings.append(f"property 0x{tag:04X} undecodable: {describe(exc)}")
         return None
 
 
@@ -670,14 +665,14 @@ def _fill_recipients(record: MessageRecord, item: Any, codec: str) -> None:
     try:
         recipients = item.recipients
     except Exception as exc:
-        record.warnings.append(f"recipients unreadable: {type(exc).__name__}: {exc}")
+        record.warnings.append(f"recipients unreadable: {describe(exc)}")
         return
     if recipients is None:
         return
     try:
         count = recipients.get_number_of_record_sets()
     except Exception as exc:
-        record.warnings.append(f"recipients unreadable: {type(exc).__name__}: {exc}")
+        record.warnings.append(f"recipients unreadable: {describe(exc)}")
         return
     dn_only = 0
     for index in range(count):
@@ -686,7 +681,7 @@ def _fill_recipients(record: MessageRecord, item: Any, codec: str) -> None:
             record_set = recipients.get_record_set(index)
             entries = record_set.get_number_of_entries()
         except Exception as exc:
-            record.warnings.append(f"recipient {index} unreadable: {type(exc).__name__}: {exc}")
+            record.warnings.append(f"recipient {index} unreadable: {describe(exc)}")
             continue
         _read_entries(record_set, entries, RECIPIENT_TAGS, props, record.warnings)
         name = _text(props, PR_DISPLAY_NAME, codec, record.warnings) or ""
@@ -720,7 +715,7 @@ def _fill_attachments(
     except AttributeError:
         return embedded
     except Exception as exc:
-        record.warnings.append(f"attachments unreadable: {type(exc).__name__}: {exc}")
+        record.warnings.append(f"attachments unreadable: {describe(exc)}")
         return embedded
     if count > MAX_ATTACHMENTS:
         record.warnings.append(f"{count} attachments; only {MAX_ATTACHMENTS} listed")
@@ -728,7 +723,7 @@ def _fill_attachments(
         try:
             attachment = item.get_attachment(index)
         except Exception as exc:
-            record.warnings.append(f"attachment {index} unreadable: {type(exc).__name__}: {exc}")
+            record.warnings.append(f"attachment {index} unreadable: {describe(exc)}")
             continue
         listed, event = _attachment(context, record, attachment, index, folder_path)
         record.attachments.append(listed)
@@ -753,7 +748,7 @@ def _attachment(
     try:
         size: int | None = int(attachment.get_size())
     except Exception as exc:
-        warnings.append(f"size unreadable: {type(exc).__name__}: {exc}")
+        warnings.append(f"size unreadable: {describe(exc)}")
         size = None
     is_message = _int(props, PR_ATTACH_METHOD) == ATTACH_EMBEDDED_MSG
     event: ReadEvent | None = None
@@ -783,7 +778,7 @@ def _hash_attachment(attachment: Any, size: int | None, warnings: list[str]) -> 
             digest.update(chunk)
             done += len(chunk)
     except Exception as exc:
-        warnings.append(f"data unreadable after {done} bytes: {type(exc).__name__}: {exc}")
+        warnings.append(f"data unreadable after {done} bytes: {describe(exc)}")
         return None
     if done != size:
         warnings.append(f"data ends after {done} of {size} bytes; not hashed")
@@ -809,7 +804,7 @@ def _embedded(
         attachment.seek_offset(0, 0)
         data = bytes(attachment.read_buffer(size))
     except Exception as exc:
-        warnings.append(f"embedded message unreadable: {type(exc).__name__}: {exc}")
+        warnings.append(f"embedded message unreadable: {describe(exc)}")
         return None, None
     digest = hashlib.sha256(data).hexdigest()
     try:

@@ -8,6 +8,7 @@ import email.message
 import email.policy
 import hashlib
 import logging
+from datetime import timedelta
 from email.message import Message
 
 from inbec_export.model import BODY_CAP_CHARS, Attachment, Headers, MessageRecord
@@ -109,12 +110,33 @@ def apply_headers(record: MessageRecord, headers: Headers) -> None:
         headers.get_all("x-originating-ip") + headers.get_all("x-sender-ip")
     )
     record.hops = [h.parse_received(value) for value in headers.get_all("received")[:500]]
+    # The topmost Received header is the final delivery (RFC 5321 section 4.4); readers
+    # with a stored delivery time (PST, MSG) keep theirs.
+    if record.delivery_time is None and record.hops:
+        record.delivery_time = record.hops[0].timestamp
+    _check_date(record)
     record.auth_results = _auth_results(headers)
     record.x_mailer = _first(headers, "x-mailer") or _first(headers, "user-agent")
     record.content_type = _first(headers, "content-type")
     if record.content_type:
         record.content_type = record.content_type.split(";", 1)[0].strip().lower()
     record.has_transport_headers = bool(headers.get_all("received")) or "from" in headers
+
+
+#: A Date header further than this from the delivery time is reported on the record.
+DATE_DELIVERY_TOLERANCE = timedelta(days=2)
+
+
+def _check_date(record: MessageRecord) -> None:
+    if record.date is None or record.delivery_time is None:
+        return
+    gap = record.delivery_time - record.date
+    if abs(gap) > DATE_DELIVERY_TOLERANCE:
+        record.warnings.append(
+            f"Date header {record.date.isoformat()} is {abs(gap).days} days "
+            f"{'before' if gap.total_seconds() > 0 else 'after'} delivery "
+            f"{record.delivery_time.isoformat()}"
+        )
 
 
 def _first(headers: Headers, name: str) -> str | None:

@@ -37,8 +37,12 @@ TIMELINE_COLUMNS = (
     "rule_id",
     "severity",
     "sender",
+    "recipients",
     "subject",
+    "source_ip",
     "message_id",
+    "evidence",
+    "item",
     "doc_id",
     "reason",
 )
@@ -52,6 +56,34 @@ def csv_cell(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
     text = "" if value is None else str(value)
     return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def timeline_rows(finding: Finding) -> list[tuple[str, ...]]:
+    """The ``timeline.csv`` rows of a finding: one per message it concerns.
+
+    A finding that sums up many messages (a domain, a mailbox, an IP) gives a row for each
+    of them, so that the timeline shows every suspicious message at its own time.
+    """
+    if not finding.messages:
+        when = finding.timestamp.isoformat() if finding.timestamp else ""
+        return [(when, finding.rule_id, finding.severity, *([""] * 8), finding.reason)]
+    return [
+        (
+            ref.timestamp.isoformat() if ref.timestamp else "",
+            finding.rule_id,
+            finding.severity,
+            ref.sender or "",
+            "; ".join(ref.recipients),
+            ref.subject or "",
+            ref.source_ip or "",
+            ref.message_id or "",
+            ref.evidence_path or "",
+            ref.item_id or "",
+            ref.doc_id,
+            finding.reason,
+        )
+        for ref in finding.messages
+    ]
 
 
 def _dumps(value: Any) -> str:
@@ -69,6 +101,9 @@ class CaseFolder:
         except OSError as exc:
             raise OutputError(f"cannot create case folder {out_dir}: {exc.strerror}") from exc
         self._write_json(SUMMARY_FILE, {"status": "running"})
+        # Files of an earlier run that this run may not write again must not linger.
+        for name in (SUBJECT_MATCHES_CSV, TIMELINE_CSV):
+            (out_dir / name).unlink(missing_ok=True)
         self._handles: dict[str, IO[str]] = {}
         for name in (MESSAGES_FILE, FINDINGS_FILE, TIMELINE_JSONL, FAILURES_FILE):
             self._handles[name] = self._open(name)
@@ -103,26 +138,8 @@ class CaseFolder:
         handle.write(_dumps({"create": {"_id": finding.doc_id}}) + "\n")
         handle.write(_dumps(document) + "\n")
         self.findings_written += 1
-        refs = finding.messages or []
-        if not refs:
-            when = finding.timestamp.isoformat() if finding.timestamp else ""
-            self._timeline_rows.append(
-                (when, finding.rule_id, finding.severity, "", "", "", "", finding.reason)
-            )
-        for ref in refs:
-            when = ref.timestamp.isoformat() if ref.timestamp else ""
-            self._timeline_rows.append(
-                (
-                    when,
-                    finding.rule_id,
-                    finding.severity,
-                    ref.sender or "",
-                    ref.subject or "",
-                    ref.message_id or "",
-                    ref.doc_id,
-                    finding.reason,
-                )
-            )
+        for row in timeline_rows(finding):
+            self._timeline_rows.append(row)
 
     def write_events(self, events: list[dict[str, Any]]) -> None:
         """Append Timesketch events to ``timeline.jsonl``."""
