@@ -24,7 +24,12 @@ from inbec_export.detections.display_name import DisplayNameImpersonationRule, n
 from inbec_export.detections.lookalike_domain import LookalikeDomainRule
 from inbec_export.detections.lookalike_message import LookalikeMessageRule
 from inbec_export.detections.originating_ip import OriginatingIpRule
-from inbec_export.detections.payment_language import PaymentLanguageRule, payment_phrases
+from inbec_export.detections.payment_language import (
+    PaymentLanguageRule,
+    find_ibans,
+    iban_checks,
+    payment_phrases,
+)
 from inbec_export.detections.reply_path import (
     FreemailReplyToRule,
     ReplyToMismatchRule,
@@ -43,6 +48,7 @@ from inbec_export.model import (
     Address,
     AuthResult,
     Finding,
+    Headers,
     Hop,
     Indicator,
     MessageRecord,
@@ -129,6 +135,7 @@ def rec(
     auth: Sequence[AuthResult] = (),
     ips: Sequence[str] = (),
     body: str = "",
+    headers: Sequence[tuple[str, str]] = (),
 ) -> MessageRecord:
     """A message record with only the fields a test cares about."""
     return MessageRecord(
@@ -136,6 +143,7 @@ def rec(
         evidence_sha256="ab" * 32,
         evidence_format="mbox",
         item_id=item,
+        headers=Headers(headers),
         from_=[addr(sender)] if sender else [],
         to=[addr(a) for a in to],
         cc=[addr(a) for a in cc],
@@ -581,6 +589,63 @@ def test_reply_to_mismatch_is_medium_between_outside_domains() -> None:
     assert finding.evidence["lookalike"] is None
 
 
+LIST_HEADERS = (
+    ("List-Id", "Shapelib Development <shapelib.lists.maptools.org>"),
+    ("List-Post", "<mailto:shapelib@lists.maptools.org>"),
+    ("Precedence", "list"),
+)
+
+
+def test_reply_to_the_mailing_list_itself_is_not_a_mismatch() -> None:
+    def posted(item: str, reply_to: str, headers: Sequence[tuple[str, str]]) -> MessageRecord:
+        return rec(
+            item,
+            "ann@vendor.com",
+            to=["shapelib@lists.maptools.org"],
+            reply_to=[reply_to],
+            headers=headers,
+        )
+
+    messages = [
+        posted("1", "Shapelib <shapelib@lists.maptools.org>", LIST_HEADERS),
+        # Any address on the host the List-Id is named under.
+        posted("2", "shapelib@lists.maptools.org", LIST_HEADERS[:1]),
+        # Mailman 2.0 without List-Id or List-Post: the list is the To address.
+        posted("3", "shapelib@lists.maptools.org", [("Precedence", "bulk")]),
+    ]
+    assert run(ReplyToMismatchRule, messages) == []
+
+
+def test_reply_to_mismatch_on_a_list_message_still_reports_other_addresses() -> None:
+    messages = [
+        # A Reply-To that is neither the List-Post address nor under the List-Id.
+        rec("1", "ann@vendor.com", reply_to=["ann@other.net"], headers=LIST_HEADERS),
+        # Precedence alone: a Reply-To that is not a recipient is not the list.
+        rec(
+            "2",
+            "ann@vendor.com",
+            to=["list@lists.example.org"],
+            reply_to=["list@other.net"],
+            headers=[("Precedence", "bulk")],
+        ),
+        # No list fields: the To address is just a recipient.
+        rec("3", "ann@vendor.com", to=["bob@third.net"], reply_to=["bob@third.net"]),
+        # A lookalike list address is reported even so.
+        rec(
+            "4",
+            "ann@vendor.com",
+            reply_to=["list@acrne-corp.com"],
+            headers=[("List-Post", "<mailto:list@acrne-corp.com>")],
+        ),
+    ]
+    findings = run(ReplyToMismatchRule, messages)
+    assert [(f.key, f.severity, f.evidence["message_count"]) for f in findings] == [
+        ("vendor.com>acrne-corp.com", "high", 1),
+        ("vendor.com>other.net", "medium", 2),
+        ("vendor.com>third.net", "medium", 1),
+    ]
+
+
 def test_freemail_reply_to_severity_follows_the_from_domain() -> None:
     business = rec("1", "ceo@acme-corp.com", reply_to=["ceo.acme@gmail.com"])
     freemail = rec("2", "bob@yahoo.com", reply_to=["bob2@gmail.com"], minutes=5)
@@ -840,7 +905,10 @@ def test_thread_intrusion_lookalike_joins_independent_of_order(order: tuple[int,
             "replies_without_references": 1,
         },
     }
-    assert finding.messages == [ref(thread[1]), ref(thread[2])]
+    # Only the joining message: the one before is named in the evidence, not listed.
+    assert finding.messages == [ref(thread[2])]
+    assert finding.first_seen == finding.last_seen == T0 + timedelta(minutes=45)
+    assert finding.timestamp == T0 + timedelta(minutes=45)
     assert finding.indicators == [
         Indicator("email-addr", "bob@acrne-corp.com"),
         Indicator("domain-name", "acrne-corp.com"),
@@ -878,7 +946,8 @@ def test_thread_intrusion_new_outside_sender_and_known_participants() -> None:
     )
     assert finding.evidence["linked_by"] == ["thread-index"]
     assert finding.evidence["lookalike"] is None
-    assert finding.messages == [ref(messages[0]), ref(messages[2])]
+    assert finding.messages == [ref(messages[2])]
+    assert finding.first_seen == T0 + timedelta(minutes=10)
 
 
 def test_thread_intrusion_prior_recipient_and_allowlist_are_not_new() -> None:
@@ -909,6 +978,55 @@ def test_thread_intrusion_needs_a_legit_participant_for_outside_joins() -> None:
         rec("2", "c@third.net", subject="Re: Weekly digest for you", minutes=5),
     ]
     assert run(ThreadIntrusionRule, messages) == []
+
+
+def _list_thread() -> list[MessageRecord]:
+    """A list thread: Frank on the legitimate domain starts it, two posters answer."""
+    return [
+        rec(
+            "1",
+            "frank@acme-corp.com",
+            to=["shapelib@lists.maptools.org"],
+            subject="[Shapelib] DBF field width problem",
+            message_id="m1@acme-corp.com",
+            headers=LIST_HEADERS,
+        ),
+        rec(
+            "2",
+            "ann@vendor.com",
+            to=["shapelib@lists.maptools.org"],
+            subject="Re: [Shapelib] DBF field width problem",
+            in_reply_to="m1@acme-corp.com",
+            minutes=5,
+            headers=LIST_HEADERS[2:],
+        ),
+        rec(
+            "3",
+            "frank@acrne-corp.com",
+            to=["shapelib@lists.maptools.org"],
+            subject="Re: [Shapelib] DBF field width problem",
+            in_reply_to="m1@acme-corp.com",
+            minutes=9,
+            headers=LIST_HEADERS[1:2],
+        ),
+    ]
+
+
+def test_thread_intrusion_on_a_list_reports_lookalikes_not_new_posters() -> None:
+    thread = _list_thread()
+    finding = only(run(ThreadIntrusionRule, thread))
+    assert (finding.key, finding.severity) == (thread[2].doc_id, "critical")
+    assert finding.messages == [ref(thread[2])]
+
+
+def test_thread_intrusion_new_poster_without_list_fields_is_reported() -> None:
+    thread = _list_thread()
+    thread[1].headers = Headers()
+    findings = run(ThreadIntrusionRule, thread)
+    assert [(f.key, f.severity) for f in findings] == [
+        (thread[1].doc_id, "medium"),
+        (thread[2].doc_id, "critical"),
+    ]
 
 
 # --- subject-match ---------------------------------------------------------------------
@@ -995,6 +1113,72 @@ def test_payment_language_low_and_medium() -> None:
     )
     assert findings[1].evidence["in_body"] == ["new bank account"]
     assert findings[1].messages == [ref(outside)]
+
+
+def test_urgency_alone_is_low_even_from_outside() -> None:
+    digest = rec("1", "ann@vendor.com", subject="Re: Shapelib Digest", body="Urgent: reply ASAP")
+    wire = rec("2", "ann@vendor.com", subject="Urgent", body="Send the wire today.")
+    findings = run(PaymentLanguageRule, [digest, wire])
+    assert [(f.key, f.severity, f.evidence["phrases"]) for f in findings] == [
+        (digest.doc_id, "low", ["urgent"]),
+        (wire.doc_id, "medium", ["wire", "urgent"]),
+    ]
+    assert findings[0].reason == (
+        "Payment language (urgent) in 'Re: Shapelib Digest' from ann@vendor.com at "
+        "2024-03-05 09:12 UTC; outside sender vendor.com"
+    )
+
+
+def test_iban_checks_length_and_mod_97() -> None:
+    assert iban_checks("GB82WEST12345698765432")
+    assert iban_checks("DE89370400440532013000")
+    assert iban_checks("LT121000011101001000")
+    assert not iban_checks("GB82WEST12345698765433")  # check digits
+    assert not iban_checks("LT1210000111010010001")  # one character too many
+    assert not iban_checks("ZZ121000011101001000")  # no such country in the table
+
+
+def test_find_ibans_printed_and_electronic() -> None:
+    text = (
+        "IBAN: LT12 1000 0111 0100 1000 BIC HABALT22\n"
+        "old: IT60 X054 2811 1010 0000 0123 456, also DE89370400440532013000.\n"
+        "Not IBANs: GB82 WEST 1234 5698 7654 33, LT121000011101001000123, lt12 1000 0111 "
+        "0100 1000, again LT121000011101001000; NO93\u00a08601\u00a01117\u00a0947"
+    )
+    assert find_ibans(text) == [
+        "LT121000011101001000",
+        "IT60X0542811101000000123456",
+        "DE89370400440532013000",
+        "NO9386011117947",
+    ]
+    # An IBAN that starts further on in a run of upper-case groups.
+    assert find_ibans("REF AB12 LT12 1000 0111 0100 1000") == ["LT121000011101001000"]
+    assert find_ibans("AB12" + "9" * 50_000) == []
+
+
+def test_payment_language_names_the_ibans_asked_for() -> None:
+    record = rec(
+        "1",
+        "bob@acrne-corp.com",
+        subject="Invoice 4471",
+        body="Please pay into our new bank account, LT12 1000 0111 0100 1000, urgently.",
+    )
+    only_number = rec("2", body="Pay to GB82 WEST 1234 5698 7654 32 from now on.")
+    findings = run(PaymentLanguageRule, [record, only_number])
+    assert [(f.severity, f.evidence["ibans"]) for f in findings] == [
+        ("medium", ["LT121000011101001000"]),
+        ("low", ["GB82WEST12345698765432"]),
+    ]
+    assert findings[0].reason == (
+        "Payment language (new bank account, IBAN LT121000011101001000, urgent) in "
+        "'Invoice 4471' from bob@acrne-corp.com at 2024-03-05 09:12 UTC; lookalike "
+        "acrne-corp.com"
+    )
+    assert findings[0].evidence["phrases"] == ["new bank account", "IBAN", "urgent"]
+    # A bare IBAN counts as the phrase "IBAN", in the body only.
+    assert findings[1].evidence["in_subject"] == []
+    assert findings[1].evidence["in_body"] == ["IBAN"]
+    assert findings[1].reason.startswith("Payment language (IBAN GB82WEST12345698765432) in")
 
 
 def test_payment_language_names_lookalike_and_auth_context() -> None:

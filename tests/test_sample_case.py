@@ -146,8 +146,33 @@ def test_thread_intrusion_names_where_the_attacker_joined(case_dir: Path) -> Non
     assert evidence["previous_message"]["message_id"] == story.MSGID_INVOICE_ACK
     assert evidence["conversation"]["topic"] == story.INVOICE_SUBJECT
     assert evidence["conversation"]["message_count"] == 6
-    # The finding points at the message before the intrusion and the intrusion itself.
-    assert finding["email"]["message_id"] == [story.MSGID_INVOICE_ACK, story.MSGID_INTRUSION]
+    # The finding points at the intrusion alone, at its time; the legitimate message
+    # before it is only named in the evidence.
+    assert finding["email"]["message_id"] == [story.MSGID_INTRUSION]
+    assert finding["@timestamp"] == "2024-04-08T13:37:42.000+00:00"
+    assert finding["event"]["start"] == "2024-04-08T13:37:42.000+00:00"
+
+
+def test_payment_language_names_the_ibans(case_dir: Path) -> None:
+    findings = {}
+    for document in _documents(case_dir / "findings.ndjson"):
+        if document["rule"]["id"] == "payment-language":
+            [message_id] = document["email"]["message_id"]
+            findings[message_id] = document
+    fraud, legit = story.FRAUD_IBAN.replace(" ", ""), story.LEGIT_IBAN.replace(" ", "")
+    assert {m: d["inbec"]["finding"]["evidence"]["ibans"] for m, d in findings.items()} == {
+        story.MSGID_INTRUSION: [fraud],
+        _approval_message_id(): [fraud],
+        story.MSGID_INVOICE: [legit],
+        story.MSGID_STATEMENT: [legit],
+        story.MSGID_REPLY_TO_ATTACKER: [],
+        story.MSGID_BANK_LETTER: [],
+        story.MSGID_CFO_IMPERSONATION: [],
+        story.MSGID_OVERDUE: [],
+    }
+    assert findings[story.MSGID_INTRUSION]["message"].startswith(
+        f"Payment language (new bank account, IBAN {fraud}, urgent) in "
+    )
 
 
 def test_auth_failure_lists_spf_dmarc_and_compauth(case_dir: Path) -> None:
@@ -219,20 +244,26 @@ def test_timelines(case_dir: Path) -> None:
     with (case_dir / "timeline.csv").open(encoding="utf-8", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [r["timestamp"] for r in rows] == sorted(r["timestamp"] for r in rows)
-    first_intrusion = [r for r in rows if r["rule_id"] == "thread-intrusion"]
-    assert {r["message_id"] for r in first_intrusion} == {
-        story.MSGID_INVOICE_ACK,
-        story.MSGID_INTRUSION,
-    }
+    intrusion_rows = [r for r in rows if r["rule_id"] == "thread-intrusion"]
+    assert [(r["message_id"], r["timestamp"]) for r in intrusion_rows] == [
+        (story.MSGID_INTRUSION, "2024-04-08T13:37:42+00:00")
+    ]
+    # The legitimate acknowledgement before the intrusion has only its subject-match row.
+    assert [
+        (r["rule_id"], r["severity"]) for r in rows if r["message_id"] == story.MSGID_INVOICE_ACK
+    ] == [("subject-match", "low")]
     events = [json.loads(line) for line in (case_dir / "timeline.jsonl").read_text().splitlines()]
-    assert len(events) == 43  # 14 sent times, none delivered/submitted, 29 findings
+    # 14 sent times, 12 delivery times from the topmost Received header (the two sent
+    # items carry none), 29 findings.
+    assert len(events) == 55
     for event in events:
         assert set(event) >= {"message", "datetime", "timestamp", "timestamp_desc"}
         assert isinstance(event["timestamp"], int)
         assert not any(key.startswith("_") for key in event)
     cfo = [e for e in events if e.get("email_message_id") == story.MSGID_CFO_IMPERSONATION]
     assert [(e["datetime"], e["timestamp"], e["timestamp_desc"]) for e in cfo] == [
-        ("2024-04-11T15:54:25+00:00", 1712850865000000, "Message sent (Date header)")
+        ("2024-04-11T15:54:25+00:00", 1712850865000000, "Message sent (Date header)"),
+        ("2024-04-11T15:54:29+00:00", 1712850869000000, "Message delivered"),
     ]
     with (case_dir / "subject-matches.csv").open(encoding="utf-8", newline="") as handle:
         matches = list(csv.DictReader(handle))

@@ -1,12 +1,14 @@
-"""Helpers the detection rules share: message hosts, lookalike and auth verdicts, caps."""
+"""Helpers the detection rules share: hosts, lookalikes, auth verdicts, mailing lists, caps."""
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from urllib.parse import unquote
 
 from inbec_export.case import CaseContext
 from inbec_export.domains import LookalikeMatch, registrable
@@ -271,3 +273,70 @@ class MessageSet:
             "first_seen": iso(self.first_seen),
             "last_seen": iso(self.last_seen),
         }
+
+
+#: Precedence values that mark mail sent through a list (RFC 3834 section 2 names them
+#: as the values automatic responders must not answer; Mailman sets ``list`` or ``bulk``).
+LIST_PRECEDENCE: frozenset[str] = frozenset({"list", "bulk"})
+
+_MAILTO = re.compile(r"<\s*mailto:([^>?\s]+)", re.IGNORECASE)
+_LIST_ID = re.compile(r"<\s*([^<>\s]+)\s*>")
+
+
+def is_list_message(record: MessageRecord) -> bool:
+    """True when a message came through a mailing list.
+
+    That is a List-Id (RFC 2919) or List-Post (RFC 2369) field, or Precedence ``list`` or
+    ``bulk``. These fields are written by whoever sends the message, so they say how the
+    message presents itself, not that a list server really sent it.
+    """
+    headers = record.headers
+    if headers.get("list-id") is not None or headers.get("list-post") is not None:
+        return True
+    return (headers.get("precedence") or "").strip().lower() in LIST_PRECEDENCE
+
+
+def list_post_addresses(record: MessageRecord) -> set[str]:
+    """The lower-cased ``mailto:`` addresses of the List-Post fields (RFC 2369 section 3.4);
+    ``List-Post: NO`` gives none."""
+    found: set[str] = set()
+    for value in record.headers.get_all("list-post"):
+        for address in _MAILTO.findall(value):
+            found.add(unquote(address).strip().lower())
+    return found
+
+
+def list_ids(record: MessageRecord) -> set[str]:
+    """The lower-cased identifiers of the List-Id fields: ``shapelib.lists.maptools.org``
+    from ``Shapelib <shapelib.lists.maptools.org>`` (RFC 2919 section 3)."""
+    found: set[str] = set()
+    for value in record.headers.get_all("list-id"):
+        match = _LIST_ID.search(value)
+        text = match.group(1) if match else value.strip()
+        if text:
+            found.add(text.strip(".").lower())
+    return found
+
+
+def is_list_address(record: MessageRecord, address: Address) -> bool:
+    """True when ``address`` is the address of the list that ``record`` came through.
+
+    On a list message (:func:`is_list_message`) that is an address named by List-Post, an
+    address on the host the List-Id is named under (``shapelib@lists.maptools.org`` for
+    ``shapelib.lists.maptools.org``), or, when the message has neither field, an address
+    that is also one of its To or Cc recipients: the list the message was posted to.
+    """
+    if not address.address or not is_list_message(record):
+        return False
+    posts = list_post_addresses(record)
+    if address.address in posts:
+        return True
+    host = address.domain
+    identifiers = list_ids(record)
+    if is_hostname(host) and any(
+        identifier == host or identifier.endswith("." + host) for identifier in identifiers
+    ):
+        return True
+    if posts or identifiers:
+        return False
+    return any(address.address == other.address for other in (*record.to, *record.cc))

@@ -8,13 +8,25 @@ naming the phrases and where they were found. The phrases are searched in one pa
 where two overlap the one listed first wins: "change of bank details" is not also
 reported as "bank details".
 
-Severity is medium when the message also involves a lookalike domain, comes from a sender
-outside the legitimate and allowlisted domains (only when the case names legitimate
-domains), or failed authentication (as ``auth-failure`` counts it); else low.
+IBANs written in the subject or body (ISO 13616: two-letter country code, two check
+digits, then the national account number, printed in groups of four or written without
+spaces) are read out too: a candidate counts only when its country is in
+:data:`IBAN_LENGTHS`, its length is that country's and its check digits pass the mod-97
+check (ISO 7064). They are listed, without spaces, in the evidence (``ibans``) and in the
+reason after the phrases, and an IBAN alone counts as the phrase "IBAN": it is the account
+the money is asked to go to.
+
+Severity is medium when the message has a payment phrase other than urgency ("urgent",
+"asap") and also involves a lookalike domain, comes from a sender outside the legitimate
+and allowlisted domains (only when the case names legitimate domains), or failed
+authentication (as ``auth-failure`` counts it); else low. Urgency alone stays low
+whatever goes with it: list digests and newsletters say "urgent" all the time.
 
 Limitations: English phrases plus a few German ones; plain words such as "invoice" or
 "payment" are left out on purpose, since every supplier uses them. Text in attachments
-is not searched.
+is not searched. IBANs are read only in upper case, with single spaces (or none) between
+the groups; the national account number's own format and check digits are not verified,
+so a made-up number with the right length and IBAN check digits still counts.
 """
 
 from __future__ import annotations
@@ -83,6 +95,27 @@ PAYMENT_PHRASES: tuple[tuple[str, str], ...] = (
     ),
 )
 
+#: Labels of urgency: alone they never make a finding more than low.
+URGENCY_LABELS: frozenset[str] = frozenset({"urgent"})
+
+#: IBAN length in characters, by country code (SWIFT IBAN registry): the SEPA countries
+#: and a few more that BEC payments go to.
+IBAN_LENGTHS: dict[str, int] = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "BA": 20, "BE": 16, "BG": 22, "BR": 29,
+    "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "HR": 21,
+    "HU": 28, "IE": 22, "IL": 23, "IS": 26, "IT": 27, "LI": 21, "LT": 20, "LU": 20,
+    "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MT": 31, "NL": 18, "NO": 15,
+    "PL": 28, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "TR": 26, "UA": 29, "VA": 22, "XK": 20,
+}  # fmt: skip
+
+# A run of upper-case groups that starts like an IBAN; possessive, so a long run of
+# digits costs one pass. Where the IBAN ends inside the run is decided by its length.
+_IBAN_RUN = re.compile(
+    r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}[A-Z0-9]*+(?:[ \u00a0][A-Z0-9]++){0,10}(?![A-Za-z0-9])"
+)
+
 _LABELS: tuple[str, ...] = tuple(label for label, _ in PAYMENT_PHRASES)
 _SCANNER = re.compile(
     "|".join(
@@ -101,6 +134,57 @@ def payment_phrases(text: str) -> list[str]:
     return [_LABELS[index] for index in sorted(found)]
 
 
+def iban_checks(iban: str) -> bool:
+    """True when ``iban`` (upper case, no spaces) has its country's length and its check
+    digits pass mod 97 (ISO 13616, ISO 7064 MOD 97-10)."""
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban.isalnum() or not iban.isascii():
+        return False
+    digits = "".join(str(int(char, 36)) for char in iban[4:] + iban[:4])
+    return int(digits) % 97 == 1
+
+
+def find_ibans(text: str) -> list[str]:
+    """The valid IBANs in ``text``, without spaces, in order of first appearance.
+
+    An IBAN must start a group and end one: ``LT12 1000 0111 0100 1000 BIC ...`` gives
+    ``LT121000011101001000``, while a longer run of digits gives nothing.
+    """
+    found: dict[str, None] = {}
+    position = 0
+    while (run := _IBAN_RUN.search(text, position)) is not None:
+        groups = run.group().replace("\u00a0", " ").split(" ")
+        hit = _iban_at(groups)
+        if hit is not None:
+            iban, used = hit
+            found.setdefault(iban)
+            position = run.start() + len(" ".join(groups[:used]))
+        elif len(groups) > 1:
+            # An IBAN may start further on in the run: try again from its next group.
+            position = run.start() + len(groups[0]) + 1
+        else:
+            position = run.end()
+    return list(found)
+
+
+def _iban_at(groups: list[str]) -> tuple[str, int] | None:
+    """The IBAN the first groups make and how many groups it takes, or None."""
+    expected = IBAN_LENGTHS.get(groups[0][:2])
+    if expected is None:
+        return None
+    iban = ""
+    for used, group in enumerate(groups, 1):
+        iban += group
+        if len(iban) >= expected:
+            return (iban, used) if len(iban) == expected and iban_checks(iban) else None
+    return None
+
+
+def _phrase_list(labels: list[str], ibans: list[str]) -> str:
+    """``change of bank details, IBAN LT121000011101001000, urgent``."""
+    named = [f"IBAN {', '.join(ibans)}" if label == "IBAN" and ibans else label for label in labels]
+    return ", ".join(named)
+
+
 @register
 class PaymentLanguageRule(Rule):
     """One finding per message with payment-fraud phrases."""
@@ -111,8 +195,11 @@ class PaymentLanguageRule(Rule):
     description = "Changed bank details, wire, IBAN, urgency, gift cards and similar wording."
 
     def observe(self, record: MessageRecord) -> Iterable[Finding]:
-        in_subject = payment_phrases(record.subject or "")
-        in_body = payment_phrases(record.body)
+        subject_ibans = find_ibans(record.subject or "")
+        body_ibans = find_ibans(record.body)
+        ibans = list(dict.fromkeys(subject_ibans + body_ibans))
+        in_subject = _with_iban(payment_phrases(record.subject or ""), bool(subject_ibans))
+        in_body = _with_iban(payment_phrases(record.body), bool(body_ibans))
         if not in_subject and not in_body:
             return ()
         labels = [label for label in _LABELS if label in in_subject or label in in_body]
@@ -132,7 +219,8 @@ class PaymentLanguageRule(Rule):
         if failures:
             context.append("auth " + ", ".join(failures))
         reason = (
-            f"Payment language ({', '.join(labels)}) in {record.subject or '(no subject)'!r} "
+            f"Payment language ({_phrase_list(labels, ibans)}) in "
+            f"{record.subject or '(no subject)'!r} "
             f"from {sender.address if sender else 'an unknown sender'} at "
             f"{when(record.timestamp)}"
         )
@@ -140,6 +228,7 @@ class PaymentLanguageRule(Rule):
             reason += "; " + "; ".join(context)
         evidence: dict[str, object] = {
             "phrases": labels,
+            "ibans": ibans,
             "in_subject": in_subject,
             "in_body": in_body,
             "body_truncated": record.body_truncated,
@@ -151,11 +240,12 @@ class PaymentLanguageRule(Rule):
             "timestamp": iso(record.timestamp),
         }
         indicators = [Indicator("domain-name", domain) for domain in lookalikes]
+        beyond_urgency = not URGENCY_LABELS.issuperset(labels)
         return [
             Finding(
                 rule_id=self.id,
                 rule_name=self.name,
-                severity="medium" if context else "low",
+                severity="medium" if context and beyond_urgency else "low",
                 reason=reason,
                 key=record.doc_id,
                 evidence=evidence,
@@ -165,3 +255,10 @@ class PaymentLanguageRule(Rule):
                 last_seen=record.timestamp,
             )
         ]
+
+
+def _with_iban(labels: list[str], has_iban: bool) -> list[str]:
+    """``labels`` with "IBAN" added, in its place, when the text holds an IBAN."""
+    if not has_iban or "IBAN" in labels:
+        return labels
+    return [label for label in _LABELS if label in labels or label == "IBAN"]

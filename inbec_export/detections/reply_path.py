@@ -10,7 +10,12 @@ finding per From domain and reply destination, with every message that shows it.
   when the Reply-To domain is a lookalike or the From domain is legitimate (someone
   writing as the organisation, answers going elsewhere). Freemail Reply-To domains are
   left to ``freemail-reply-to``, and pairs where both domains are legitimate or
-  allowlisted are not reported.
+  allowlisted are not reported. Nor is a Reply-To that is the address of the mailing list
+  the message came through (a list that sets Reply-To to itself): on a message with
+  List-Id, List-Post or Precedence ``list``/``bulk``, the List-Post ``mailto:`` address,
+  an address on the host the List-Id is named under, or, when the message has neither
+  field, a Reply-To that is also a To or Cc recipient. A lookalike Reply-To domain is
+  reported even then.
 - ``freemail-reply-to``: a Reply-To on a free webmail provider that is not one of the From
   addresses. High when From is a business (non-freemail) domain, else medium. Keyed by
   the Reply-To address, the attacker's mailbox.
@@ -18,6 +23,11 @@ finding per From domain and reply destination, with every message that shows it.
   services bounce to their own domains all the time; it matters next to other findings.
 
 Messages without a From address are not compared.
+
+Limitations: the list fields are written by the sender, so a message that names the
+attacker's own domain in List-Id, or adds Precedence ``bulk`` and copies the Reply-To
+address into Cc, hides that Reply-To from ``reply-to-mismatch`` unless the domain is a
+lookalike; ``freemail-reply-to`` still sees a freemail one.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from inbec_export.case import CaseContext
 from inbec_export.detections._common import (
     MessageSet,
     add_capped,
+    is_list_address,
     lookalike_of,
     match_phrase,
     plural,
@@ -153,6 +164,8 @@ class ReplyToMismatchRule(_PathRule):
             if not domain or domain == from_domain or self.case.is_freemail(domain):
                 continue
             if self.case.is_trusted(domain) and self.case.is_trusted(from_domain):
+                continue
+            if is_list_address(record, address) and lookalike_of(self.case, domain) is None:
                 continue
             found.append(address)
         return found

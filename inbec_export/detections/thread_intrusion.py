@@ -18,19 +18,27 @@ message from a new outside sender: an address outside the legitimate and allowli
 domains that was not a sender or recipient of an earlier message, in a conversation that
 already had a participant on a legitimate domain (medium, high when that message has a
 reply subject but no References or In-Reply-To, the mark of a reply written from
-scratch). The evidence names the prior participants, the message before, which links tied
+scratch). The finding concerns the joining message alone (its time is the finding's
+time); the evidence names the prior participants, the message before, which links tied
 the message in, and whether it is a reply subject without References/In-Reply-To.
 
+Mailing lists: on a list every poster is new to the thread, so a message that came
+through a list (List-Id, RFC 2919; List-Post, RFC 2369; or Precedence ``list``/``bulk``)
+never counts as a new outside sender joining. A lookalike sender joining is reported
+whether the message came through a list or not.
+
 Memory: this rule keeps one compact tuple per message until ``finish``: its reference
-(document id, Message-ID, subject, time, sender), sender and domain, up to 50 recipients
-and up to six link keys (strings interned, so repeated ids and addresses are shared),
-plus one union-find entry per linked key. That is roughly 1 to 2 KB per message with
-typical headers: about 150 MB for 100,000 messages.
+(document id, Message-ID, subject, time, sender), sender and domain, up to 50 recipients,
+up to six link keys (strings interned, so repeated ids and addresses are shared) and
+whether it came through a list, plus one union-find entry per linked key. That is roughly
+1 to 2 KB per message with typical headers: about 150 MB for 100,000 messages.
 
 Limitations: order comes from the Date header when there is one, which the sender sets;
 a backdated message sorts early. Participants beyond the first 50 recipients of a message
 are not remembered, so such a recipient replying later counts as new. Without legitimate
-domains in the case nothing is reported.
+domains in the case nothing is reported. The list fields are written by the sender, so an
+outside sender who adds them to a message is not reported as new (a lookalike one still
+is).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from typing import NamedTuple
 from inbec_export.case import CaseContext
 from inbec_export.detections._common import (
     MAX_LISTED_VALUES,
+    is_list_message,
     iso,
     lookalike_of,
     match_evidence,
@@ -129,6 +138,7 @@ class _Message(NamedTuple):
     recipients: tuple[str, ...]
     links: tuple[tuple[str, str], ...]
     reply_without_references: bool
+    via_list: bool
 
 
 def _links(record: MessageRecord) -> tuple[tuple[str, str], ...]:
@@ -182,6 +192,7 @@ class ThreadIntrusionRule(Rule):
                 reply_without_references=(
                     is_reply and not record.in_reply_to and not record.references
                 ),
+                via_list=is_list_message(record),
             )
         )
         for _, key in links[1:]:
@@ -231,6 +242,7 @@ class ThreadIntrusionRule(Rule):
                 elif (
                     match is None
                     and not outside_done
+                    and not message.via_list
                     and legit_before
                     and sender not in participants
                 ):
@@ -294,7 +306,7 @@ class ThreadIntrusionRule(Rule):
             reason=reason,
             key=message.ref.doc_id,
             evidence=evidence,
-            messages=[previous.ref, message.ref],
+            messages=[message.ref],
             indicators=[Indicator("email-addr", sender), Indicator("domain-name", domain)],
             first_seen=message.ref.timestamp,
             last_seen=message.ref.timestamp,

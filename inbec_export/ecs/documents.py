@@ -362,6 +362,7 @@ def finding_document(finding: Finding, case: CaseContext) -> Document:
                     for r in refs
                 ],
                 "indicators": [{"type": i.type, "value": i.value} for i in finding.indicators],
+                "ibans": _string_list(finding.evidence.get("ibans")),
                 "evidence": finding.evidence,
             },
         },
@@ -370,6 +371,10 @@ def finding_document(finding: Finding, case: CaseContext) -> Document:
     # Evidence values are the rule's own; keep them whole (empty lists say "none").
     pruned["inbec"]["finding"]["evidence"] = finding.evidence
     return pruned
+
+
+def _string_list(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _message_count(finding: Finding) -> int:

@@ -206,6 +206,7 @@ def finding_mapping() -> Mapping:
                     item_id=KEYWORD,
                 ),
                 indicators=obj(type=KEYWORD, value=KEYWORD),
+                ibans=KEYWORD,
                 evidence={"type": "object", "enabled": False},
             ),
         ),

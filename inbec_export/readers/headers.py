@@ -3,6 +3,7 @@ authentication results. Every function here accepts arbitrary text and never rai
 
 from __future__ import annotations
 
+import codecs
 import email.header
 import email.utils
 import ipaddress
@@ -13,10 +14,13 @@ from inbec_export.model import Address, AuthResult, Hop
 
 #: Longest header value parsed for structure; longer values are cut (and the cut stated
 #: by the caller) so that a hostile header block costs bounded time.
-MAX_PARSED_VALUE_CHARS = 64 * 1024
+MAX_PARSED_VALUE_CHARS = 4 * 1024 * 1024
+
+#: Longest authentication header value parsed (they are a few hundred characters).
+MAX_STRUCTURED_VALUE_CHARS = 64 * 1024
 
 #: Most addresses kept from one header field.
-MAX_ADDRESSES_PER_FIELD = 10_000
+MAX_ADDRESSES_PER_FIELD = 100_000
 
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BRACKETED_IP = re.compile(r"\[(?:IPv6:)?([0-9A-Fa-f:.]+)\]")
@@ -47,9 +51,36 @@ def unfold(value: str) -> str:
     return re.sub(r"\r?\n(?=[ \t])", "", value).replace("\r", "").replace("\n", " ")
 
 
+#: Codecs Python knows that are not character sets of mail: a sender who names one must
+#: not be able to make a message unreadable (they raise on ordinary bytes).
+_NOT_CHARSETS = frozenset({"idna", "punycode", "raw_unicode_escape", "unicode_escape", "mbcs"})
+
+
 def codec_for(charset: str) -> str:
+    """The Python codec for a MIME charset label, or ``"unknown"`` for a label that is not
+    a text character set (RFC 2978 names, common aliases, never a binary or IDNA codec).
+    """
     label = charset.strip().lower().split("*", 1)[0]
-    return _CHARSET_ALIASES.get(label, label)
+    label = _CHARSET_ALIASES.get(label, label)
+    try:
+        info = codecs.lookup(label)
+    except (LookupError, ValueError):
+        return label
+    if not getattr(info, "_is_text_encoding", True) or info.name in _NOT_CHARSETS:
+        return "unknown"
+    return info.name
+
+
+def decode_text(data: bytes, charset: str | None) -> str:
+    """Decode body or header bytes in ``charset``; never raises (UTF-8, then Latin-1)."""
+    codec = codec_for(charset or "utf-8")
+    try:
+        return data.decode(codec, errors="replace")
+    except Exception:  # an unknown label, or a codec that fails even with "replace"
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode("latin-1")
 
 
 def decode_words(value: str) -> tuple[str, str | None]:
@@ -99,13 +130,13 @@ def _decode_one_word(charset: str, encoding: str, payload: str) -> tuple[str, st
     codec = codec_for(charset)
     try:
         return raw.decode(codec), None
-    except LookupError:
+    except UnicodeDecodeError:
+        return raw.decode(codec, errors="replace"), f"invalid {charset} bytes"
+    except (LookupError, ValueError, TypeError):
         try:
             return raw.decode("utf-8"), None
         except UnicodeDecodeError:
             return raw.decode("latin-1"), f"unknown charset {charset!r}"
-    except UnicodeDecodeError:
-        return raw.decode(codec, errors="replace"), f"invalid {charset} bytes"
 
 
 def decode_subject(value: str | None) -> tuple[str | None, str | None]:
@@ -409,7 +440,7 @@ def parse_authentication_results(
     section 2.2). ARC values start with ``i=N;``, which is skipped. Unknown methods are
     kept. Microsoft's ``compauth=fail reason=601`` is read like any other method.
     """
-    text = _strip_comments(unfold(value)[:MAX_PARSED_VALUE_CHARS])
+    text = _strip_comments(unfold(value)[:MAX_STRUCTURED_VALUE_CHARS])
     parts = [part.strip() for part in _split_semicolons(text)]
     if parts and re.fullmatch(r"i\s*=\s*\d+", parts[0] or ""):
         parts = parts[1:]
@@ -483,7 +514,7 @@ _SPF_RESULTS = {"pass", "fail", "softfail", "neutral", "none", "temperror", "per
 
 def parse_received_spf(value: str) -> AuthResult | None:
     """Parse a Received-SPF value: ``result (comment) key=value; ...`` (RFC 7208 9.1)."""
-    text = unfold(value)[:MAX_PARSED_VALUE_CHARS].strip()
+    text = unfold(value)[:MAX_STRUCTURED_VALUE_CHARS].strip()
     if not text:
         return None
     first = text.split(None, 1)[0].lower().rstrip(";")

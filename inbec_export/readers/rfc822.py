@@ -16,8 +16,12 @@ from inbec_export.readers import headers as h
 
 logger = logging.getLogger(__name__)
 
-#: Header block size parsed at most, in bytes; the rest is dropped and the cut recorded.
-MAX_HEADER_BLOCK_BYTES = 1024 * 1024
+#: Header block size parsed at most, in characters; the rest is dropped and the cut
+#: recorded. Large enough that padding cannot push the fields that matter out of reach.
+MAX_HEADER_BLOCK_BYTES = 16 * 1024 * 1024
+
+#: One header field's value kept at most, in characters (a 100,000-recipient To fits).
+MAX_FIELD_CHARS = 4 * 1024 * 1024
 
 #: Most header fields kept from one message.
 MAX_HEADER_FIELDS = 5_000
@@ -39,28 +43,41 @@ def parse_header_block(text: str) -> tuple[Headers, list[str]]:
     if len(text) > MAX_HEADER_BLOCK_BYTES:
         warnings.append(f"header block of {len(text)} characters cut to {MAX_HEADER_BLOCK_BYTES}")
         text = text[:MAX_HEADER_BLOCK_BYTES]
-    fields: list[tuple[str, str]] = []
+    fields: list[tuple[str, list[str], int]] = []
     skipped = 0
+    dropped = 0
     for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         if not line.strip():
             if fields:
                 break
             continue
         if line[0] in " \t" and fields:
-            name, value = fields[-1]
-            fields[-1] = (name, value + "\n" + line)
+            name, parts, size = fields[-1]
+            if size < MAX_FIELD_CHARS:
+                parts.append(line)
+            fields[-1] = (name, parts, size + len(line) + 1)
             continue
         name, sep, value = line.partition(":")
         if not sep or not name or " " in name.strip() or name.startswith("From "):
             skipped += 1
             continue
         if len(fields) >= MAX_HEADER_FIELDS:
-            warnings.append(f"more than {MAX_HEADER_FIELDS} header fields; the rest dropped")
-            break
-        fields.append((name.strip(), value.lstrip(" \t")))
+            dropped += 1
+            continue
+        value = value.lstrip(" \t")
+        fields.append((name.strip(), [value], len(value)))
     if skipped:
         warnings.append(f"{skipped} malformed header line(s) skipped")
-    return Headers(fields), warnings
+    if dropped:
+        warnings.append(f"{dropped} header field(s) past the first {MAX_HEADER_FIELDS} dropped")
+    items: list[tuple[str, str]] = []
+    for name, parts, size in fields:
+        value = "\n".join(parts)
+        if size > MAX_FIELD_CHARS:
+            value = value[:MAX_FIELD_CHARS]
+            warnings.append(f"{name} header of {size} characters cut to {MAX_FIELD_CHARS}")
+        items.append((name, value))
+    return Headers(items), warnings
 
 
 def apply_headers(record: MessageRecord, headers: Headers) -> None:
@@ -169,7 +186,10 @@ def record_from_bytes(record: MessageRecord, raw: bytes) -> MessageRecord:
     except Exception as exc:  # the stdlib parser is lenient, but be sure
         record.warnings.append(f"MIME structure unreadable: {exc}")
         return record
-    fill_body_and_attachments(record, message)
+    try:
+        fill_body_and_attachments(record, message)
+    except Exception as exc:  # headers are kept whatever the body does
+        record.warnings.append(f"body and attachments unreadable: {type(exc).__name__}: {exc}")
     return record
 
 
@@ -270,11 +290,11 @@ def _attachment(part: Message, filename: str | None, ctype: str) -> Attachment:
 
 def _part_text(part: Message) -> str:
     data = _payload_bytes(part)
-    charset = part.get_content_charset() or "utf-8"
     try:
-        return data.decode(h.codec_for(charset), errors="replace")
-    except LookupError:
-        return data.decode("utf-8", errors="replace")
+        charset = part.get_content_charset() or "utf-8"
+    except Exception:  # a malformed charset parameter
+        charset = "utf-8"
+    return h.decode_text(data, charset)
 
 
 def html_to_text(html: str) -> str:
