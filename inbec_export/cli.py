@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -42,9 +43,19 @@ def safe(text: object) -> str:
     return escape(_CONTROL.sub("", str(text)))
 
 
+class _PlainText(logging.Filter):
+    """Strips control and escape characters from log lines: they quote evidence."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = _CONTROL.sub("", record.getMessage())
+        record.args = None
+        return True
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    handler.addFilter(_PlainText())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     # Library chatter ("Encoding property not found", olefile sector errors) names no
     # evidence file; our readers report what matters per file and item.
@@ -341,10 +352,29 @@ def list_rules() -> None:
     out_console.print(table)
 
 
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived: unwinds the run (the case folder is marked incomplete).
+
+    A BaseException of our own, so that neither the rules' guards nor the command line
+    library turn it into something else.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
+
+
 def main() -> None:
-    """Console script entry point: unexpected errors exit 1 with one line, not a trace."""
+    """Console script entry point; Ctrl-C and SIGTERM leave the case marked incomplete."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
-    except KeyboardInterrupt:
-        err_console.print("interrupted: the case folder is marked incomplete")
-        sys.exit(130)
+    except Interrupted as stop:
+        name = signal.Signals(stop.signum).name
+        err_console.print(f"{name}: stopped; the case folder is marked incomplete")
+        sys.exit(128 + stop.signum)

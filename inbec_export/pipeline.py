@@ -62,7 +62,24 @@ class RunStats:
     non_mail: Counter[str] = field(default_factory=Counter)
     messages_read: int = 0
     messages_written: int = 0
-    findings: list[Finding] = field(default_factory=list)
+    findings_by_rule: Counter[str] = field(default_factory=Counter)
+    findings_by_severity: Counter[str] = field(default_factory=Counter)
+    #: Lookalike-domain findings (one per domain: few) for the summary's table.
+    lookalikes: list[Finding] = field(default_factory=list)
+    #: Critical and high findings, trimmed to the first SUMMARY_KEY_FINDINGS as they come.
+    key_findings: list[Finding] = field(default_factory=list)
+
+    def count_finding(self, finding: Finding) -> None:
+        """Count a finding, keeping only what the summary lists."""
+        self.findings_by_rule[finding.rule_id] += 1
+        self.findings_by_severity[finding.severity] += 1
+        if finding.rule_id == "lookalike-domain":
+            self.lookalikes.append(finding)
+        if finding.severity in {"critical", "high"}:
+            self.key_findings.append(finding)
+            if len(self.key_findings) > 4 * SUMMARY_KEY_FINDINGS:
+                self.key_findings = _ordered(self.key_findings)[:SUMMARY_KEY_FINDINGS]
+
     subject_matches: int = 0
 
 
@@ -150,7 +167,7 @@ def _write_finding(
     event = finding_event(finding)
     if event is not None:
         folder.write_events([event])
-    stats.findings.append(finding)
+    stats.count_finding(finding)
 
 
 def _handle_failure(failure: ItemFailure, folder: CaseFolder, stats: RunStats) -> None:
@@ -165,10 +182,20 @@ def _handle_failure(failure: ItemFailure, folder: CaseFolder, stats: RunStats) -
         evidence.failed_whole_file = evidence.failed_whole_file or failure.item is None
 
 
+def _ordered(findings: list[Finding]) -> list[Finding]:
+    """Most severe first, then by time, rule and key (a stable, deterministic order)."""
+
+    def order(f: Finding) -> tuple[int, str, str, str]:
+        when = f.timestamp.isoformat() if f.timestamp else ""
+        return (_SEVERITY_ORDER[f.severity], when, f.rule_id, f.key)
+
+    return sorted(findings, key=order)
+
+
 def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
     """The content of ``summary.json`` (deterministic: no run times, sorted lists)."""
-    by_rule = Counter(f.rule_id for f in stats.findings)
-    by_severity = Counter(f.severity for f in stats.findings)
+    by_rule = stats.findings_by_rule
+    by_severity = stats.findings_by_severity
     failed_files = sorted(
         {f.evidence_path for f in stats.failures if f.item is None}
         | {e.path for e in stats.evidence.values() if e.failed_whole_file}
@@ -181,18 +208,9 @@ def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
             "message_count": f.evidence.get("message_count"),
             "first_seen": f.first_seen.isoformat() if f.first_seen else None,
         }
-        for f in stats.findings
-        if f.rule_id == "lookalike-domain"
+        for f in stats.lookalikes
     ]
-    key_findings = sorted(
-        (f for f in stats.findings if f.severity in {"critical", "high"}),
-        key=lambda f: (
-            _SEVERITY_ORDER[f.severity],
-            f.timestamp.isoformat() if f.timestamp else "",
-            f.rule_id,
-            f.key,
-        ),
-    )
+    key_findings = _ordered(stats.key_findings)
     return {
         "tool": {"name": "inbec-export", "version": __version__, "ecs_version": ECS_VERSION},
         "case": {
@@ -209,7 +227,7 @@ def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
             "messages_written": stats.messages_written,
             "items_failed": stats.failure_count,
             "non_mail_items": sum(stats.non_mail.values()),
-            "findings": len(stats.findings),
+            "findings": sum(by_rule.values()),
             "subject_matches": stats.subject_matches,
         },
         "evidence": [

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from inbec_export.model import EvidenceFile, ItemFailure, ReadEvent
 from inbec_export.readers import eml, mbox, msg, pst  # noqa: F401  (registration)
-from inbec_export.readers.base import hash_file, reader_for, readers, sniff_format
+from inbec_export.readers.base import describe, hash_file, reader_for, readers, sniff_format
 
 logger = logging.getLogger(__name__)
 
@@ -40,24 +40,46 @@ class FileSkipped:
 EvidenceEvent = FileOpened | FileSkipped | ReadEvent
 
 
-def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path]:
-    """Yield every file under ``inputs`` (files and folders, recursively), sorted by path.
+#: Name endings of evidence files: such a file that is empty or of no known format is a
+#: failure worth a line (a damaged or renamed PST), not a quietly skipped file.
+EVIDENCE_SUFFIXES = (".pst", ".ost", ".msg", ".eml", ".mbox", ".mbx")
 
-    Symbolic links to folders are not followed, so a link loop cannot trap the walk.
+
+def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
+    """Yield every file under ``inputs`` (files and folders, recursively), sorted by path,
+    and an :class:`ItemFailure` for each folder that cannot be listed.
+
+    Symbolic links to folders are followed once: a folder reached again (a link loop, or
+    the same folder named twice) is not walked again.
     """
     seen: set[str] = set()
+    walked: set[str] = set()
     for root in inputs:
-        if root.is_dir():
-            for folder, subfolders, files in os.walk(root, followlinks=False):
-                subfolders.sort()
-                for name in sorted(files):
-                    path = Path(folder) / name
-                    if str(path) not in seen:
-                        seen.add(str(path))
-                        yield path
-        elif str(root) not in seen:
-            seen.add(str(root))
-            yield root
+        if not root.is_dir():
+            if str(root) not in seen:
+                seen.add(str(root))
+                yield root
+            continue
+        errors: list[OSError] = []
+        for folder, subfolders, files in os.walk(root, onerror=errors.append, followlinks=True):
+            real = os.path.realpath(folder)
+            if real in walked:
+                subfolders[:] = []
+                continue
+            walked.add(real)
+            subfolders.sort()
+            while errors:
+                error = errors.pop(0)
+                where = error.filename or folder
+                yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
+            for name in sorted(files):
+                path = Path(folder) / name
+                if str(path) not in seen:
+                    seen.add(str(path))
+                    yield path
+        for error in errors:
+            where = error.filename or str(root)
+            yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
 
 
 def iter_evidence(inputs: Iterable[Path]) -> Iterator[EvidenceEvent]:
@@ -67,21 +89,38 @@ def iter_evidence(inputs: Iterable[Path]) -> Iterator[EvidenceEvent]:
     :class:`ItemFailure` with ``item=None`` and the walk goes on.
     """
     for path in walk_inputs(inputs):
-        yield from _read_file(path)
+        if isinstance(path, ItemFailure):
+            yield path
+        else:
+            yield from _read_file(path)
 
 
 def _read_file(path: Path) -> Iterator[EvidenceEvent]:
     name = str(path)
+    evidence_name = path.name.lower().endswith(EVIDENCE_SUFFIXES)
     try:
+        if path.is_symlink() and not path.exists():
+            yield ItemFailure(name, None, "broken symbolic link")
+            return
         if not path.is_file():
             yield FileSkipped(name, "not a regular file")
             return
+        size = path.stat().st_size
         format_name = sniff_format(path)
     except OSError as exc:
         yield ItemFailure(name, None, f"cannot open: {exc.strerror or exc}")
         return
     if format_name is None:
-        yield FileSkipped(name, "not a PST/OST, MSG, EML or mbox file")
+        if size == 0 and evidence_name:
+            yield ItemFailure(name, None, "empty file")
+        elif evidence_name:
+            yield ItemFailure(
+                name,
+                None,
+                f"named like evidence but not a PST/OST, MSG, EML or mbox file ({size} bytes)",
+            )
+        else:
+            yield FileSkipped(name, "not a PST/OST, MSG, EML or mbox file")
         return
     try:
         size, sha256 = hash_file(path)
@@ -94,5 +133,4 @@ def _read_file(path: Path) -> Iterator[EvidenceEvent]:
     try:
         yield from reader.read(evidence)
     except Exception as exc:
-        logger.warning("%s: reading stopped: %s", name, exc)
-        yield ItemFailure(name, None, f"reading stopped: {type(exc).__name__}: {exc}")
+        yield ItemFailure(name, None, f"reading stopped: {describe(exc)}")

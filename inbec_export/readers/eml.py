@@ -33,13 +33,18 @@ class EmlReader(Reader):
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         text = head.lstrip(b"\r\n\t \xef\xbb\xbf")
-        if not text or b"\x00" in text[:1024]:
+        if not text or text.count(b"\x00") > 16:
             return False
         first_line = text.split(b"\n", 1)[0]
         if not _FIELD_LINE.match(first_line):
             return False
         block = re.split(rb"\r?\n\r?\n", text, maxsplit=1)[0]
-        return len({m.group(1).lower() for m in _MARKERS.finditer(block)}) >= 2
+        markers = {m.group(1).lower() for m in _MARKERS.finditer(block)}
+        if len(markers) >= 2:
+            return True
+        # A first field longer than the sniffed bytes (header padding) leaves one marker
+        # and no end of the header block in sight: still a message.
+        return len(markers) == 1 and len(block) == len(text) and _MARKERS.match(text) is not None
 
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
         if evidence.size > MAX_EML_BYTES:

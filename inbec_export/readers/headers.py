@@ -175,12 +175,16 @@ def parse_addresses(values: list[str]) -> list[Address]:
     return addresses
 
 
+_FOUR_DIGIT_YEAR = re.compile(r"(?<![\d:+\-])(\d{4})(?![\d:])")
+
 _FALLBACK_DATE_FORMATS = (
     "%d-%m-%Y",
     "%d-%m-%Y %H:%M:%S",
     "%Y-%m-%d %H:%M:%S",
     "%Y-%m-%dT%H:%M:%S",
     "%d %b %Y %H:%M:%S",
+    "%d %b %Y",
+    "%a, %d %b %Y",
     "%a, %d %b %Y %H:%M",
 )
 
@@ -210,6 +214,11 @@ def parse_date(value: str | None) -> datetime | None:
             parsed = datetime.fromisoformat(text)
         except ValueError:
             return None
+    # email.utils reads years below 100 as 19xx/20xx; a four-digit year it changed that
+    # way (``0001`` becoming 2001) is a forged or broken date, not a time to trust.
+    year = _FOUR_DIGIT_YEAR.search(text)
+    if year is not None and abs(int(year.group(1)) - parsed.year) > 1:
+        return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     try:

@@ -13,12 +13,15 @@ import csv
 import json
 import logging
 import os
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
 from inbec_export.ecs.mappings import index_templates
 from inbec_export.errors import OutputError
 from inbec_export.model import Finding, ItemFailure
+from inbec_export.sinks.spill import SortedSpill
 
 logger = logging.getLogger(__name__)
 
@@ -48,14 +51,24 @@ TIMELINE_COLUMNS = (
 )
 SUBJECT_COLUMNS = ("date", "from", "to", "subject", "message_id", "doc_id")
 
+#: File names that are not valid UTF-8 reach us with surrogate escapes (PEP 383): they are
+#: written as ``\udcXX`` so that the bytes stay recognisable and the run goes on.
+_ENCODE_ERRORS = "backslashreplace"
+
+#: Control characters (C0 but tab and newline, DEL, C1) that a terminal would act on.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def csv_cell(value: object) -> str:
-    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula, and that a
+    terminal shows without acting on escape sequences (``ESC`` becomes ``\x1b``)."""
     text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    if text.startswith(_FORMULA_START):
+        text = "'" + text
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def timeline_rows(finding: Finding) -> list[tuple[str, ...]]:
@@ -107,20 +120,22 @@ class CaseFolder:
         self._handles: dict[str, IO[str]] = {}
         for name in (MESSAGES_FILE, FINDINGS_FILE, TIMELINE_JSONL, FAILURES_FILE):
             self._handles[name] = self._open(name)
-        self._timeline_rows: list[tuple[str, ...]] = []
-        self._subject_rows: list[tuple[str, ...]] = []
+        self._timeline_rows = SortedSpill(out_dir, TIMELINE_CSV)
+        self._subject_rows = SortedSpill(out_dir, SUBJECT_MATCHES_CSV)
         self.messages_written = 0
         self.findings_written = 0
 
     def _open(self, name: str) -> IO[str]:
         try:
-            return (self.out_dir / f"{name}.partial").open("w", encoding="utf-8", newline="\n")
+            return (self.out_dir / f"{name}.partial").open(
+                "w", encoding="utf-8", newline="\n", errors=_ENCODE_ERRORS
+            )
         except OSError as exc:
             raise OutputError(f"cannot write {self.out_dir / name}: {exc.strerror}") from exc
 
     def _write_json(self, name: str, value: Any) -> None:
         partial = self.out_dir / f"{name}.partial"
-        with partial.open("w", encoding="utf-8") as handle:
+        with partial.open("w", encoding="utf-8", errors=_ENCODE_ERRORS) as handle:
             json.dump(value, handle, ensure_ascii=False, indent=2, sort_keys=True)
             handle.write("\n")
         os.replace(partial, self.out_dir / name)
@@ -139,7 +154,7 @@ class CaseFolder:
         handle.write(_dumps(document) + "\n")
         self.findings_written += 1
         for row in timeline_rows(finding):
-            self._timeline_rows.append(row)
+            self._timeline_rows.add(row)
 
     def write_events(self, events: list[dict[str, Any]]) -> None:
         """Append Timesketch events to ``timeline.jsonl``."""
@@ -154,15 +169,15 @@ class CaseFolder:
 
     def add_subject_match(self, row: tuple[str, ...]) -> None:
         """Keep a row of ``subject-matches.csv`` (date, from, to, subject, ids)."""
-        self._subject_rows.append(row)
+        self._subject_rows.add(row)
 
     def close(self, summary: dict[str, Any], write_subject_matches: bool) -> None:
         """Finish every file, move them into place and write the final summary."""
         for handle in self._handles.values():
             handle.close()
-        self._write_csv(TIMELINE_CSV, TIMELINE_COLUMNS, sorted(self._timeline_rows))
+        self._write_csv(TIMELINE_CSV, TIMELINE_COLUMNS, self._timeline_rows)
         if write_subject_matches:
-            self._write_csv(SUBJECT_MATCHES_CSV, SUBJECT_COLUMNS, sorted(self._subject_rows))
+            self._write_csv(SUBJECT_MATCHES_CSV, SUBJECT_COLUMNS, self._subject_rows)
         for name in self._handles:
             os.replace(self.out_dir / f"{name}.partial", self.out_dir / name)
         for kind, template in index_templates().items():
@@ -170,14 +185,18 @@ class CaseFolder:
         self._write_json(SUMMARY_FILE, {**summary, "status": "complete"})
 
     def abort(self) -> None:
-        """Close the files of an interrupted run; ``summary.json`` stays ``running``."""
+        """Close the files of an interrupted run and mark ``summary.json`` incomplete."""
         for handle in self._handles.values():
             handle.close()
+        self._timeline_rows.discard()
+        self._subject_rows.discard()
         self._write_json(SUMMARY_FILE, {"status": "incomplete"})
 
-    def _write_csv(self, name: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    def _write_csv(
+        self, name: str, columns: tuple[str, ...], rows: Iterable[tuple[str, ...]]
+    ) -> None:
         partial = self.out_dir / f"{name}.partial"
-        with partial.open("w", encoding="utf-8", newline="") as handle:
+        with partial.open("w", encoding="utf-8", newline="", errors=_ENCODE_ERRORS) as handle:
             writer = csv.writer(handle)
             writer.writerow(columns)
             for row in rows:

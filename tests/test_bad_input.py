@@ -1,0 +1,202 @@
+"""Damaged and hostile evidence: each problem costs one item or file, never a message or
+the run. Every test here reproduces a defect that was found and fixed."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from inbec_export.case import CaseContext
+from inbec_export.cli import _PlainText
+from inbec_export.model import ItemFailure, MessageRecord
+from inbec_export.pipeline import analyze
+from inbec_export.readers import FileSkipped, iter_evidence, walk_inputs
+from inbec_export.readers.headers import parse_date
+from inbec_export.sinks.case_folder import csv_cell
+from inbec_export.sinks.spill import SortedSpill
+
+MESSAGE = (
+    b"From: CEO <ceo@acme-c0rp.com>\r\nTo: bob@acme-corp.com\r\n"
+    b"Reply-To: attacker@gmail.com\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+    b"Subject: Wire today\r\n\r\nPay.\r\n"
+)
+
+
+def _records(path: Path) -> list[MessageRecord]:
+    return [e for e in iter_evidence([path]) if isinstance(e, MessageRecord)]
+
+
+def _summary(out: Path) -> dict[str, object]:
+    summary: dict[str, object] = json.loads((out / "summary.json").read_text("utf-8"))
+    return summary
+
+
+def test_file_name_that_is_not_utf8_does_not_stop_the_run(tmp_path: Path) -> None:
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    odd = os.fsdecode(bytes(evidence) + b"/inv\xff.eml")
+    Path(odd).write_bytes(MESSAGE)
+    (evidence / "z.eml").write_bytes(MESSAGE.replace(b"Wire today", b"Second"))
+    out = tmp_path / "case"
+    summary = analyze([evidence], CaseContext(legit_domains=("acme-corp.com",)), out)
+    assert summary["totals"]["messages_written"] == 2
+    text = (out / "messages.ndjson").read_text("utf-8")
+    assert "inv\\udcff.eml" in text  # the undecodable byte stays recognisable
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        b"Subject: =?punycode?Q?x?= Wire\r\n",
+        b"Subject: Wire\r\nContent-Type: text/plain; charset=idna\r\n",
+        b"Subject: =?unicode_escape?B?XHg=?= Wire\r\nContent-Type: text/plain; charset=hex\r\n",
+    ],
+)
+def test_sender_chosen_codec_cannot_hide_a_message(tmp_path: Path, headers: bytes) -> None:
+    path = tmp_path / "p.eml"
+    path.write_bytes(
+        b"From: CEO <ceo@acme-c0rp.com>\r\nReply-To: attacker@gmail.com\r\n"
+        + headers
+        + b"\r\nPay now.\r\n"
+    )
+    [record] = _records(path)
+    assert record.reply_to[0].address == "attacker@gmail.com"
+    assert record.subject is not None and record.subject.endswith("Wire")
+    assert record.body.strip() == "Pay now."
+
+
+def test_header_padding_cannot_push_fields_out_of_reach(tmp_path: Path) -> None:
+    recipients = ", ".join(f"user{i}@example{i % 50}.com" for i in range(100_000))
+    path = tmp_path / "big.eml"
+    path.write_text(
+        f"From: a@x.example\r\nTo: {recipients}\r\nDate: Mon, 1 Jan 2024 10:00:00 +0000\r\n"
+        f"X-Pad: {'A' * (1100 * 1024)}\r\nReply-To: attacker@gmail.com\r\n"
+        "Subject: pay now\r\n\r\nbody\r\n",
+        encoding="ascii",
+    )
+    [record] = _records(path)
+    assert len(record.to) == 100_000
+    assert record.reply_to[0].address == "attacker@gmail.com"
+    assert record.subject == "pay now"
+
+
+def test_odd_but_real_messages_are_recognised(tmp_path: Path) -> None:
+    (tmp_path / "nul.eml").write_bytes(MESSAGE.replace(b"Wire today", b"pay\x00now"))
+    (tmp_path / "long.eml").write_bytes(b"X-Pad: " + b"A" * 9000 + b"\r\n" + MESSAGE)
+    subjects = sorted(r.subject or "" for r in _records(tmp_path))
+    assert subjects == ["Wire today", "pay\x00now"]
+
+
+def test_empty_or_mislabelled_evidence_is_a_failure_not_a_skip(tmp_path: Path) -> None:
+    (tmp_path / "empty.pst").write_bytes(b"")
+    (tmp_path / "notes.msg").write_bytes(b"hello\n")
+    (tmp_path / "notes.txt").write_bytes(b"hello\n")
+    (tmp_path / "dangling.eml").symlink_to(tmp_path / "nowhere")
+    events = list(iter_evidence([tmp_path]))
+    failures = {Path(e.evidence_path).name: e.reason for e in events if isinstance(e, ItemFailure)}
+    assert failures == {
+        "dangling.eml": "broken symbolic link",
+        "empty.pst": "empty file",
+        "notes.msg": "named like evidence but not a PST/OST, MSG, EML or mbox file (6 bytes)",
+    }
+    skipped = [Path(e.path).name for e in events if isinstance(e, FileSkipped)]
+    assert skipped == ["notes.txt"]
+
+
+def test_unlistable_folder_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "a.eml").write_bytes(MESSAGE)
+    (tmp_path / "b.eml").write_bytes(MESSAGE)
+    real_scandir = os.scandir
+
+    def scandir(path: str | os.PathLike[str] = ".") -> object:
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    found = list(walk_inputs([tmp_path]))
+    assert found == [
+        tmp_path / "b.eml",
+        ItemFailure(str(tmp_path / "locked"), None, "cannot list folder: Permission denied"),
+    ]
+
+
+def test_symlinked_folders_are_walked_once(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    real.mkdir()
+    (real / "a.eml").write_bytes(MESSAGE)
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    (real / "loop").symlink_to(real, target_is_directory=True)
+    found = [p for p in walk_inputs([tmp_path]) if isinstance(p, Path)]
+    assert found == [tmp_path / "link" / "a.eml"]
+
+
+def test_dates_with_changed_years_are_not_trusted() -> None:
+    assert parse_date("Mon, 1 Jan 0001 00:00:00 +2359") is None
+    assert parse_date("1 Oct 2026") is not None
+    assert parse_date("1 Oct 2026").isoformat() == "2026-10-01T00:00:00+00:00"  # type: ignore[union-attr]
+
+
+def test_csv_cells_and_log_lines_are_inert() -> None:
+    assert csv_cell("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"
+    assert csv_cell("-2+3") == "'-2+3"
+    assert csv_cell("Invoice \x1b[31mred\x07") == "Invoice \\x1b[31mred\\x07"
+    record = logging.LogRecord(
+        "x", logging.WARNING, "f", 1, "%s: bad", ("a\x1b]0;PWN\x07.pst",), None
+    )
+    assert _PlainText().filter(record)
+    assert record.getMessage() == "a]0;PWN.pst: bad"
+
+
+def test_sorted_spill_merges_runs_and_cleans_up(tmp_path: Path) -> None:
+    spill = SortedSpill(tmp_path, "rows.csv", buffer_rows=3)
+    rows = [(f"2024-01-{day:02d}", str(day)) for day in (9, 3, 7, 1, 8, 2, 6, 5, 4, 10)]
+    for row in rows:
+        spill.add(row)
+    assert len(list(tmp_path.glob(".rows.csv.run*.partial"))) == 3
+    assert list(spill) == sorted(rows)
+    assert list(tmp_path.iterdir()) == []
+
+
+def _mbox(path: Path, count: int) -> None:
+    with path.open("wb") as handle:
+        for index in range(count):
+            handle.write(b"From sender@x.example Mon Jan  1 10:00:00 2024\n")
+            handle.write(
+                f"From: a{index}@x.example\nTo: b@acme-corp.com\nSubject: note {index}\n"
+                f"Message-ID: <{index}@x.example>\nDate: Mon, 1 Jan 2024 10:00:00 +0000\n\n"
+                "text\n\n".encode()
+            )
+
+
+def test_sigterm_leaves_the_case_incomplete_and_a_rerun_completes(tmp_path: Path) -> None:
+    evidence = tmp_path / "big.mbox"
+    _mbox(evidence, 20_000)
+    out = tmp_path / "case"
+    command = [sys.executable, "-m", "inbec_export", "analyze", str(evidence), "-q", "-o", str(out)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "messages.ndjson.partial").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert "SIGTERM: stopped; the case folder is marked incomplete" in stderr
+    assert _summary(out)["status"] == "incomplete"
+    assert not (out / "messages.ndjson").exists()
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    summary = _summary(out)
+    assert summary["status"] == "complete"
+    assert summary["totals"]["messages_written"] == 20_000  # type: ignore[index]
+    assert not list(out.glob("*.partial"))
