@@ -93,7 +93,7 @@ def analyze(
         list[Path],
         typer.Argument(
             help="Evidence files or folders (walked recursively); any mix.",
-            metavar="EVIDENCE...",
+            metavar="EVIDENCE",
         ),
     ],
     legit: Annotated[

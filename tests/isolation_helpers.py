@@ -8,6 +8,11 @@ import os
 import time
 from collections.abc import Iterator
 
+from inbec_export.model import EvidenceFile, ItemFailure, ReadEvent
+
+#: How long the hanging helpers sit silent, in seconds: far beyond any test's timeout.
+HANG_SECONDS = 60.0
+
 
 def three_then_segfault() -> Iterator[int]:
     """Yield 1, 2, 3, then crash the interpreter with a read of address 0."""
@@ -42,3 +47,28 @@ def exits_silently() -> Iterator[int]:
     """Yield one item, then leave the process with status 3 (no Python exception)."""
     yield 7
     os._exit(3)
+
+
+def two_then_hang(path: str, seconds: float) -> Iterator[str]:
+    """Write the child's pid to ``path``, yield two items, then send nothing for ``seconds``
+    (what a native parser stuck in a loop looks like from the parent)."""
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(str(os.getpid()))
+    yield "a"
+    yield "b"
+    time.sleep(seconds)
+    yield "too late"
+
+
+def slowly(count: int, interval: float) -> Iterator[int]:
+    """Yield ``count`` items, one every ``interval`` seconds."""
+    for index in range(count):
+        time.sleep(interval)
+        yield index
+
+
+def pst_events_then_hang(evidence: EvidenceFile) -> Iterator[ReadEvent]:
+    """Stand-in for ``read_pst``: two events of ``evidence``, then a long hang."""
+    yield ItemFailure(evidence.path, "item 1", "first")
+    yield ItemFailure(evidence.path, "item 2", "second")
+    time.sleep(HANG_SECONDS)

@@ -1,7 +1,9 @@
-"""Tests of the worker-process isolation: streaming, crashes, errors and clean-up."""
+"""Tests of the worker-process isolation: streaming, crashes, errors, stalls and clean-up."""
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -9,14 +11,23 @@ from pathlib import Path
 
 import pytest
 from isolation_helpers import (
+    HANG_SECONDS,
     exits_silently,
     many_large,
     pid_then_sleep,
+    pst_events_then_hang,
+    slowly,
     three_then_segfault,
+    two_then_hang,
     two_then_raise,
 )
 
-from inbec_export.readers.isolation import WorkerFailure, iter_in_worker
+from inbec_export.model import EvidenceFile, ItemFailure
+from inbec_export.readers import pst
+from inbec_export.readers.isolation import STALL_SECONDS, WorkerFailure, iter_in_worker
+
+#: Stall timeout of the watchdog tests, in seconds: short, yet far above scheduling noise.
+TEST_STALL_SECONDS = 1.0
 
 
 def test_items_before_a_segfault_arrive_then_a_crash_failure() -> None:
@@ -108,3 +119,110 @@ def _alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def test_a_stalled_child_is_killed_after_its_items(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    started = time.monotonic()
+    stream = iter_in_worker(
+        two_then_hang, str(pid_file), HANG_SECONDS, stall_seconds=TEST_STALL_SECONDS
+    )
+
+    assert next(stream) == "a"
+    assert next(stream) == "b"
+    failure = next(stream)
+    elapsed = time.monotonic() - started
+
+    assert failure == WorkerFailure(items=2, stalled_seconds=TEST_STALL_SECONDS)
+    assert isinstance(failure, WorkerFailure)
+    assert failure.describe("PST reader") == (
+        "PST reader stalled: no progress for 1 s after 2 items; the rest of the file was not read"
+    )
+    # Killed and reaped before the generator ends: no zombie is left behind.
+    assert not _alive(int(pid_file.read_text(encoding="ascii")))
+    assert multiprocessing.active_children() == []
+    assert list(stream) == []
+    assert TEST_STALL_SECONDS <= elapsed < HANG_SECONDS / 6
+
+
+def test_a_stopped_child_is_killed(tmp_path: Path) -> None:
+    # The reported case: a worker stopped with SIGSTOP sends nothing more, like a native loop.
+    pid_file = tmp_path / "pid"
+    stream = iter_in_worker(pid_then_sleep, str(pid_file), stall_seconds=TEST_STALL_SECONDS)
+    pid = next(stream)
+    assert isinstance(pid, int)
+    os.kill(pid, signal.SIGSTOP)
+
+    events = list(stream)
+
+    failure = events[-1]
+    assert isinstance(failure, WorkerFailure)
+    assert failure.stalled_seconds == TEST_STALL_SECONDS
+    assert failure.items == len(events)
+    assert all(event == -1 for event in events[:-1])
+    assert not _alive(pid)
+
+
+def test_a_slow_child_that_keeps_sending_is_not_killed() -> None:
+    # One item every 0.3 s for 1.5 s in all: longer than the timeout, never silent for it.
+    events = list(iter_in_worker(slowly, 5, 0.3, stall_seconds=TEST_STALL_SECONDS))
+
+    assert events == [0, 1, 2, 3, 4]
+
+
+def test_time_spent_by_the_caller_does_not_count_as_a_stall() -> None:
+    # Items of 4 MiB fill the pipe: the child waits on the slow caller, not the reverse.
+    events = []
+    for event in iter_in_worker(many_large, 2, 4 * 1024 * 1024, stall_seconds=0.5):
+        events.append(event)
+        time.sleep(0.75)
+
+    assert len(events) == 2
+    assert not any(isinstance(event, WorkerFailure) for event in events)
+
+
+@pytest.mark.parametrize("seconds", [0, -1.0])
+def test_stall_timeout_must_be_positive(seconds: float) -> None:
+    with pytest.raises(ValueError, match="stall_seconds must be positive"):
+        next(iter_in_worker(many_large, 1, 8, stall_seconds=seconds))
+
+
+def test_pst_reader_reports_a_stall_as_one_failure_and_keeps_the_items(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(pst, "read_pst", pst_events_then_hang)
+    evidence = EvidenceFile(path="case/mailbox.pst", format="pst", size=0, sha256="0" * 64)
+
+    events = list(pst.PstReader(stall_seconds=TEST_STALL_SECONDS).read(evidence))
+
+    assert events == [
+        ItemFailure("case/mailbox.pst", "item 1", "first"),
+        ItemFailure("case/mailbox.pst", "item 2", "second"),
+        ItemFailure(
+            "case/mailbox.pst",
+            None,
+            "PST reader stalled: no progress for 1 s after 2 items; "
+            "the rest of the file was not read",
+        ),
+    ]
+
+
+def test_pst_stall_timeout_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(pst.STALL_SECONDS_ENV, raising=False)
+    assert pst.PstReader().stall_seconds == STALL_SECONDS == 300
+
+    monkeypatch.setenv(pst.STALL_SECONDS_ENV, "42.5")
+    assert pst.PstReader().stall_seconds == 42.5
+    assert pst.PstReader(stall_seconds=7).stall_seconds == 7
+
+
+@pytest.mark.parametrize("value", ["soon", "0", "-5", "inf", "nan"])
+def test_a_bad_stall_timeout_in_the_environment_keeps_the_default(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str
+) -> None:
+    monkeypatch.setenv(pst.STALL_SECONDS_ENV, value)
+
+    with caplog.at_level(logging.WARNING, logger=pst.__name__):
+        assert pst.PstReader().stall_seconds == STALL_SECONDS
+
+    assert f"INBEC_PST_STALL_SECONDS={value!r} is not a positive number of seconds" in caplog.text

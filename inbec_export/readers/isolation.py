@@ -5,27 +5,42 @@ Native parsers (libpff above all) can crash the interpreter on a hostile or dama
 costs the file being read and not the run: the caller gets every item the child handed
 over, then one :class:`WorkerFailure` saying how the child ended.
 
-Transport: each item is pickled in the child and written to a pipe as soon as it is
-produced (``batch_size=1``, the default), so a crash loses nothing already produced; the
-parent reads the pipe through a large buffer, so many items cross per read. A larger
-``batch_size`` saves a few tens of microseconds per item at the price of losing the
-unsent part of a batch when the child crashes.
+Transport: each item is pickled in the child and written to a pipe, after its length, as
+soon as it is produced (``batch_size=1``, the default), so a crash loses nothing already
+produced; the parent reads the pipe in large chunks, so many items cross per read. A
+larger ``batch_size`` saves a few tens of microseconds per item at the price of losing
+the unsent part of a batch when the child crashes.
+
+Watchdog: a child can also hang instead of crashing (libpff looping on a damaged file, or
+a process stopped with SIGSTOP). When the parent has waited ``stall_seconds`` (default
+:data:`STALL_SECONDS`) for the next item or batch, it kills the child with SIGKILL, reaps
+it and ends with a :class:`WorkerFailure` whose ``stalled_seconds`` is set; the items
+received before are kept. The clock runs only while the parent waits for the child, so
+a slow consumer of the items never counts against the child.
 
 Limitations: items and arguments must be picklable; the child is started with ``fork``
 on Linux when the caller runs a single thread (fast, nothing re-imported) and with
 ``spawn`` otherwise, where the generator function must be importable by module name.
+Progress is measured in items: a child that needs longer than ``stall_seconds`` for one
+item, or to reach its first one (opening the file counts), is killed as hung even though
+it would have finished. The pipe is read with
+``poll()``, so the module runs on POSIX systems only.
 """
 
 from __future__ import annotations
 
 import faulthandler
 import logging
+import math
 import multiprocessing
 import os
 import pickle
+import select
 import signal
+import struct
 import sys
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -36,11 +51,20 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Parent-side read buffer on the pipe, in bytes: many small items arrive per read.
+#: Largest parent-side read from the pipe, in bytes: many small items arrive per read.
 READ_BUFFER_BYTES = 1024 * 1024
 
 #: Seconds the parent waits for a child to exit before it is killed.
 JOIN_TIMEOUT_SECONDS = 5.0
+
+#: Seconds without a new item from the child after which it is taken as hung and killed.
+#: A sound file gives its next item within seconds (the slowest step, hashing an
+#: attachment of up to 1 GiB, is bound by disk speed); five minutes of silence means a
+#: native loop or a stopped process, and waiting longer only holds the run back.
+STALL_SECONDS = 300.0
+
+# Each frame is its pickle's length (unsigned, 8 bytes, big-endian), then the pickle.
+_LENGTH = struct.Struct(">Q")
 
 # Frame kinds written by the child: one item, a batch of items, a Python error, the end.
 _ITEM = 0
@@ -56,13 +80,15 @@ class WorkerFailure:
     ``items`` counts the items received before the failure. ``signal_number`` is set when
     the child was killed by a signal (a segmentation fault is 11), ``exitcode`` when it
     exited with a non-zero status, ``error`` (``"TypeName: message"``) when the generator
-    raised a Python exception.
+    raised a Python exception, ``stalled_seconds`` when the parent killed a child that
+    sent nothing for that long.
     """
 
     items: int
     exitcode: int | None = None
     signal_number: int | None = None
     error: str | None = None
+    stalled_seconds: float | None = None
 
     def describe(self, what: str) -> str:
         """One sentence for a failure record, e.g. ``describe("PST reader")``.
@@ -74,7 +100,9 @@ class WorkerFailure:
             For example "PST reader crashed (signal 11, SIGSEGV) after 3 items; the rest
             of the file was not read".
         """
-        if self.error is not None:
+        if self.stalled_seconds is not None:
+            cause = f"stalled: no progress for {self.stalled_seconds:g} s"
+        elif self.error is not None:
             cause = f"failed with {self.error}"
         elif self.signal_number is not None:
             cause = f"crashed (signal {self.signal_number}{_signal_name(self.signal_number)})"
@@ -93,23 +121,33 @@ def _signal_name(number: int) -> str:
 
 
 def iter_in_worker(
-    func: Callable[..., Iterable[T]], *args: Any, batch_size: int = 1
+    func: Callable[..., Iterable[T]],
+    *args: Any,
+    batch_size: int = 1,
+    stall_seconds: float | None = STALL_SECONDS,
 ) -> Generator[T | WorkerFailure, None, None]:
     """Yield the items of ``func(*args)``, computed in a child process.
 
-    The child's items are streamed as they come; if the child crashes, exits early or
-    raises, a single :class:`WorkerFailure` follows the items already received. Closing
-    the returned generator (or an exception in the caller, KeyboardInterrupt included)
-    stops and reaps the child.
+    The child's items are streamed as they come; if the child crashes, exits early,
+    raises or stalls, a single :class:`WorkerFailure` follows the items already received.
+    Closing the returned generator (or an exception in the caller, KeyboardInterrupt
+    included) stops and reaps the child.
 
     Args:
         func: a module-level generator function (it must be picklable under ``spawn``).
         *args: picklable arguments for ``func``.
         batch_size: items pickled together per write; 1 loses nothing on a crash.
+        stall_seconds: longest wait for the child's next item or batch before the child
+            is killed as hung; None waits forever.
 
     Returns:
         A generator of the child's items, possibly ending with one ``WorkerFailure``.
+
+    Raises:
+        ValueError: when ``stall_seconds`` is not a positive number.
     """
+    if stall_seconds is not None and not stall_seconds > 0:
+        raise ValueError(f"stall_seconds must be positive, not {stall_seconds!r}")
     context = _context()
     reader, writer = context.Pipe(duplex=False)
     process = context.Process(
@@ -118,7 +156,7 @@ def iter_in_worker(
     process.start()
     # The parent must drop its copy of the write end, or a dead child never gives EOF.
     writer.close()
-    stream = os.fdopen(os.dup(reader.fileno()), "rb", buffering=READ_BUFFER_BYTES)
+    frames = _FrameReader(os.dup(reader.fileno()))
     reader.close()
     received = 0
     finished = False
@@ -126,9 +164,14 @@ def iter_in_worker(
     try:
         while True:
             try:
-                kind, payload = pickle.load(stream)
-            except (EOFError, pickle.UnpicklingError, ValueError, OSError):
+                frame = frames.next(stall_seconds)
+            except _Stalled:
+                _kill(process, received, stall_seconds)
+                yield WorkerFailure(received, stalled_seconds=stall_seconds)
+                return
+            if frame is None:
                 break
+            kind, payload = frame
             if kind == _ITEM:
                 received += 1
                 yield payload
@@ -141,14 +184,72 @@ def iter_in_worker(
             elif kind == _DONE:
                 finished = True
                 break
-        stream.close()
+        frames.close()
         process.join(JOIN_TIMEOUT_SECONDS)
         failure = _failure(process.exitcode, received, finished, error)
         if failure is not None:
             yield failure
     finally:
-        stream.close()
+        frames.close()
         _reap(process)
+
+
+class _Stalled(Exception):
+    """The child sent no complete frame within the stall timeout."""
+
+
+class _FrameReader:
+    """Reads the child's frames from the pipe, waiting at most a given time for each."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+        self._buffer = bytearray()
+        self._poll = select.poll()
+        self._poll.register(fd, select.POLLIN)
+
+    def next(self, timeout: float | None) -> tuple[int, Any] | None:
+        """The next ``(kind, payload)`` frame, or None at the end of the pipe.
+
+        Raises:
+            _Stalled: when no whole frame arrived within ``timeout`` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._fill(_LENGTH.size, deadline):
+            return None
+        end = _LENGTH.size + _LENGTH.unpack_from(self._buffer)[0]
+        if not self._fill(end, deadline):
+            return None
+        try:
+            with memoryview(self._buffer) as view:
+                frame: tuple[int, Any] = pickle.loads(view[_LENGTH.size : end])
+        except (EOFError, pickle.UnpicklingError, ValueError):
+            return None
+        del self._buffer[:end]
+        return frame
+
+    def _fill(self, size: int, deadline: float | None) -> bool:
+        """Read until ``size`` bytes are buffered; False if the pipe ends first."""
+        while len(self._buffer) < size:
+            if self._fd is None:
+                return False
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
+                    raise _Stalled
+            try:
+                chunk = os.read(self._fd, READ_BUFFER_BYTES)
+            except OSError:
+                return False
+            if not chunk:
+                return False
+            self._buffer += chunk
+        return True
+
+    def close(self) -> None:
+        """Close the read end of the pipe (a child still writing then gets EPIPE)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
 
 
 def _context() -> ForkContext | SpawnContext | DefaultContext:
@@ -169,6 +270,17 @@ def _failure(
     if not finished:
         return WorkerFailure(received, exitcode=exitcode)
     return None
+
+
+def _kill(
+    process: multiprocessing.process.BaseProcess, received: int, seconds: float | None
+) -> None:
+    """Kill a hung child at once: SIGKILL reaches a stopped or looping native process too."""
+    logger.info(
+        "worker %s sent nothing for %s s after %d items; killing it", process.pid, seconds, received
+    )
+    process.kill()
+    process.join(JOIN_TIMEOUT_SECONDS)
 
 
 def _reap(process: multiprocessing.process.BaseProcess) -> None:
@@ -221,7 +333,8 @@ def _child_main(
 
 
 def _write(fd: int, frame: tuple[int, Any]) -> None:
-    data = memoryview(pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL))
+    body = pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+    data = memoryview(_LENGTH.pack(len(body)) + body)
     while data:
         written = os.write(fd, data)
         data = data[written:]

@@ -15,7 +15,11 @@ other class become :class:`~inbec_export.model.NonMailItem`, counted and not rea
 libpff can crash the interpreter on some files, so :class:`PstReader` reads each file in
 a child process (:mod:`~inbec_export.readers.isolation`); a crash costs the rest of that
 file, is reported as one :class:`~inbec_export.model.ItemFailure`, and the items read
-before it are kept.
+before it are kept. A worker that sends no item for a while (libpff looping on a damaged
+file) is killed and reported the same way, as stalled. The wait is
+:data:`~inbec_export.readers.isolation.STALL_SECONDS` (300 s) unless the environment
+variable ``INBEC_PST_STALL_SECONDS`` gives another positive number of seconds; raise it
+for evidence on slow storage, where one large attachment can take minutes to read.
 
 Limitations:
 
@@ -38,6 +42,8 @@ import codecs
 import hashlib
 import itertools
 import logging
+import math
+import os
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -56,7 +62,7 @@ from inbec_export.model import (
 )
 from inbec_export.readers import headers as h
 from inbec_export.readers.base import Reader, describe, register
-from inbec_export.readers.isolation import WorkerFailure, iter_in_worker
+from inbec_export.readers.isolation import STALL_SECONDS, WorkerFailure, iter_in_worker
 from inbec_export.readers.rfc822 import (
     MAX_ATTACHMENTS,
     apply_headers,
@@ -84,6 +90,9 @@ MAX_FOLDER_DEPTH = 64
 
 #: Most folders walked in one file (a damaged file can loop its folder tree).
 MAX_FOLDERS = 100_000
+
+#: Environment variable overriding the worker's stall timeout, in seconds.
+STALL_SECONDS_ENV = "INBEC_PST_STALL_SECONDS"
 
 # MAPI property tags ([MS-OXPROPS]).
 PR_MESSAGE_CLASS = 0x001A
@@ -242,8 +251,16 @@ class PstReader(Reader):
     #: Name used in the failure reported when the worker process dies.
     worker_name: ClassVar[str] = "PST reader"
 
-    def __init__(self, isolated: bool = True) -> None:
+    def __init__(self, isolated: bool = True, stall_seconds: float | None = None) -> None:
+        """Set how files are read.
+
+        Args:
+            isolated: read each file in a worker process (see the module docstring).
+            stall_seconds: seconds without an item before the worker is killed as hung;
+                None takes ``INBEC_PST_STALL_SECONDS``, else ``STALL_SECONDS``.
+        """
         self.isolated = isolated
+        self.stall_seconds = stall_seconds if stall_seconds is not None else _env_stall_seconds()
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
@@ -253,12 +270,32 @@ class PstReader(Reader):
         if not self.isolated:
             yield from read_pst(evidence)
             return
-        for event in iter_in_worker(read_pst, evidence):
+        for event in iter_in_worker(read_pst, evidence, stall_seconds=self.stall_seconds):
             if isinstance(event, WorkerFailure):
                 reason = event.describe(self.worker_name)
                 yield ItemFailure(evidence.path, None, reason)
             else:
                 yield event
+
+
+def _env_stall_seconds() -> float:
+    """The stall timeout from ``INBEC_PST_STALL_SECONDS``, or the default."""
+    text = os.environ.get(STALL_SECONDS_ENV, "").strip()
+    if not text:
+        return STALL_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (seconds > 0 and math.isfinite(seconds)):
+        logger.warning(
+            "%s=%r is not a positive number of seconds; using %g",
+            STALL_SECONDS_ENV,
+            text,
+            STALL_SECONDS,
+        )
+        return STALL_SECONDS
+    return seconds
 
 
 def read_pst(evidence: EvidenceFile) -> Iterator[ReadEvent]:
