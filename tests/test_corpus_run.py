@@ -84,3 +84,20 @@ def test_evidence_hashes_are_recorded(corpus_case: Path, corpus_dir: Path) -> No
     assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert entry["size"] == path.stat().st_size
     assert entry["messages"] == 7
+
+
+def test_every_written_field_is_mapped(corpus_case: Path) -> None:
+    from inbec_export.ecs.mappings import index_templates, unmapped_fields
+
+    templates = index_templates()
+    counts = {}
+    for kind in ("messages", "findings"):
+        mapping = templates[kind]["template"]["mappings"]
+        lines = (corpus_case / f"{kind}.ndjson").read_text("utf-8").splitlines()
+        unmapped: set[str] = set()
+        for line in lines[1::2]:
+            unmapped |= unmapped_fields(json.loads(line), mapping)
+        assert unmapped == set(), kind
+        counts[kind] = len(lines) // 2
+    assert counts["messages"] == 1231
+    assert counts["findings"] == _summary(corpus_case)["totals"]["findings"]  # type: ignore[index]

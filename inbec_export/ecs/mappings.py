@@ -249,3 +249,31 @@ def mapped_fields(mapping: Mapping, prefix: str = "") -> dict[str, str]:
         else:
             fields[path] = spec.get("type", "object")
     return fields
+
+
+def document_fields(document: Any, prefix: str = "") -> set[str]:
+    """Every field path a document sets (lists of objects are walked, as the servers do)."""
+    paths: set[str] = set()
+    if isinstance(document, dict):
+        for key, value in document.items():
+            paths |= document_fields(value, f"{prefix}{key}.")
+    elif isinstance(document, list):
+        for item in document:
+            paths |= document_fields(item, prefix)
+    else:
+        paths.add(prefix.rstrip("."))
+    return paths
+
+
+def unmapped_fields(document: Any, mapping: Mapping) -> set[str]:
+    """The fields of ``document`` that ``mapping`` does not map (a strict mapping would
+    reject the document for them); fields inside a stored-only object are mapped."""
+    fields = mapped_fields(mapping)
+
+    def covered(path: str) -> bool:
+        if path in fields:
+            return True
+        parts = path.split(".")
+        return any(fields.get(".".join(parts[:i])) == "object" for i in range(1, len(parts)))
+
+    return {path for path in document_fields(document) if not covered(path)}
