@@ -7,6 +7,7 @@ import logging
 import re
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -87,56 +88,65 @@ def _main(
     ECS documents, timelines and a summary into a case folder."""
 
 
-@app.command()
-def analyze(
-    evidence: Annotated[
-        list[Path],
-        typer.Argument(
-            help="Evidence files or folders (walked recursively); any mix.",
-            metavar="EVIDENCE",
-        ),
-    ],
-    legit: Annotated[
-        list[str] | None,
-        typer.Option("--legit", "-l", help="A legitimate domain of the case (repeatable)."),
-    ] = None,
-    legit_file: Annotated[
-        Path | None, typer.Option(help="File of legitimate domains, one per line, # comments.")
-    ] = None,
-    allowlist: Annotated[
-        list[str] | None,
-        typer.Option(help="A known partner domain never flagged as a lookalike (repeatable)."),
-    ] = None,
-    out: Annotated[Path, typer.Option("--out", "-o", help="Case folder to write.")] = Path(
-        "inbec-case"
+LegitOption = Annotated[
+    list[str] | None,
+    typer.Option("--legit", "-l", help="A legitimate domain of the case (repeatable)."),
+]
+LegitFileOption = Annotated[
+    Path | None, typer.Option(help="File of legitimate domains, one per line, # comments.")
+]
+AllowlistOption = Annotated[
+    list[str] | None,
+    typer.Option(help="A known partner domain never flagged as a lookalike (repeatable)."),
+]
+OutOption = Annotated[Path, typer.Option("--out", "-o", help="Case folder to write.")]
+CaseOption = Annotated[
+    str, typer.Option("--case", help="Case id (a-z, 0-9, - and _), used in index names.")
+]
+SubjectOption = Annotated[
+    str | None,
+    typer.Option(help="Regular expression; matching messages go to subject-matches.csv."),
+]
+AuthFailOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        help="Auth results that count as failures, e.g. spf=fail,softfail (repeatable; "
+        "replaces the default for that method)."
     ),
-    case_id: Annotated[
-        str, typer.Option("--case", help="Case id (a-z, 0-9, - and _), used in index names.")
-    ] = "case",
-    subject_pattern: Annotated[
-        str | None,
-        typer.Option(help="Regular expression; matching messages go to subject-matches.csv."),
-    ] = None,
-    auth_fail: Annotated[
-        list[str] | None,
-        typer.Option(
-            help="Auth results that count as failures, e.g. spf=fail,softfail (repeatable; "
-            "replaces the default for that method)."
-        ),
-    ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
-) -> None:
-    """Analyze evidence and write a case folder (no server needed).
+]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+DEFAULT_OUT = Path("inbec-case")
 
-    Exit codes: 0 done (also when there are findings), 2 usage error, 1 unexpected failure.
-    """
-    _setup_logging(verbose, quiet)
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """The options of an analysis run, shared by ``analyze`` and the export commands."""
+
+    legit: list[str] | None
+    legit_file: Path | None
+    allowlist: list[str] | None
+    out: Path
+    case_id: str
+    subject_pattern: str | None
+    auth_fail: list[str] | None
+    quiet: bool
+
+
+def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, Any]:
+    """Analyze ``evidence`` into ``options.out``; usage problems exit 2, others 1."""
     try:
         case = _build_case(
-            evidence, out, legit, legit_file, allowlist, case_id, subject_pattern, auth_fail
+            evidence,
+            options.out,
+            options.legit,
+            options.legit_file,
+            options.allowlist,
+            options.case_id,
+            options.subject_pattern,
+            options.auth_fail,
         )
-        summary = _run(evidence, case, out, quiet)
+        summary = _run(evidence, case, options.out, options.quiet)
     except UsageError as exc:
         err_console.print(f"[red]error:[/red] {safe(exc)}")
         raise typer.Exit(2) from exc
@@ -149,8 +159,39 @@ def analyze(
             "(PST/OST, MSG, EML or mbox, recognised by content)"
         )
         raise typer.Exit(2)
-    if not quiet:
-        print_summary(summary, out)
+    if not options.quiet:
+        print_summary(summary, options.out)
+    return summary
+
+
+@app.command()
+def analyze(
+    evidence: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Evidence files or folders (walked recursively); any mix.",
+            metavar="EVIDENCE",
+        ),
+    ],
+    legit: LegitOption = None,
+    legit_file: LegitFileOption = None,
+    allowlist: AllowlistOption = None,
+    out: OutOption = DEFAULT_OUT,
+    case_id: CaseOption = "case",
+    subject_pattern: SubjectOption = None,
+    auth_fail: AuthFailOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Analyze evidence and write a case folder (no server needed).
+
+    Exit codes: 0 done (also when there are findings), 2 usage error, 1 unexpected failure.
+    """
+    _setup_logging(verbose, quiet)
+    options = AnalysisOptions(
+        legit, legit_file, allowlist, out, case_id, subject_pattern, auth_fail, quiet
+    )
+    run_analysis(evidence, options)
 
 
 def _build_case(
@@ -366,6 +407,16 @@ class Interrupted(BaseException):
 
 def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(signum)
+
+
+def _register_subcommands() -> None:
+    # The export commands live in their own module; it imports this one's helpers.
+    from inbec_export.cli_export import export_app
+
+    app.add_typer(export_app, name="export")
+
+
+_register_subcommands()
 
 
 def main() -> None:

@@ -1,0 +1,229 @@
+"""``inbec export elasticsearch|opensearch``: a case folder (or fresh evidence) to a server."""
+
+# No "from __future__ import annotations": the command's options are built per server,
+# so its annotations must be evaluated where the function is defined.
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from inbec_export.case import validate_case_id
+from inbec_export.cli import (
+    DEFAULT_OUT,
+    AllowlistOption,
+    AnalysisOptions,
+    AuthFailOption,
+    LegitFileOption,
+    LegitOption,
+    QuietOption,
+    SubjectOption,
+    VerboseOption,
+    _setup_logging,
+    err_console,
+    out_console,
+    run_analysis,
+    safe,
+)
+from inbec_export.ecs.mappings import DEFAULT_PREFIX
+from inbec_export.errors import UsageError
+from inbec_export.sinks.search import (
+    FLAVOURS,
+    Connection,
+    ExportError,
+    ExportResult,
+    check_case_folder,
+    export_case,
+)
+
+export_app = typer.Typer(
+    help="Send a case to a search server (documents keep their ids: re-runs add nothing).",
+    no_args_is_help=True,
+)
+
+EvidenceArgument = Annotated[
+    list[Path] | None,
+    typer.Argument(
+        help="Evidence to analyze first (into --out); leave out with --from-case.",
+        metavar="[EVIDENCE]",
+        show_default=False,
+    ),
+]
+FromCaseOption = Annotated[
+    Path | None, typer.Option(help="An existing case folder to send, without parsing again.")
+]
+OutOption = Annotated[
+    Path, typer.Option("--out", "-o", help="Case folder to write when analyzing evidence.")
+]
+CaseOption = Annotated[
+    str | None,
+    typer.Option("--case", help="Case id (default: the case folder's); part of index names."),
+]
+PrefixOption = Annotated[str, typer.Option(help="Prefix of index and template names.")]
+CaCertOption = Annotated[
+    Path | None, typer.Option(help="CA bundle (PEM) that signed the server's certificate.")
+]
+InsecureOption = Annotated[
+    bool, typer.Option(help="Do not verify the server's TLS certificate (not recommended).")
+]
+
+
+def _url_option(env: str) -> Any:
+    return typer.Option(help="Server URL, e.g. https://localhost:9200.", envvar=f"{env}_URL")
+
+
+def _secret_option(env: str, what: str) -> Any:
+    return typer.Option(help=f"{what} (or ${env}).", envvar=env, show_envvar=False)
+
+
+def _export(
+    flavour_name: str,
+    evidence: list[Path] | None,
+    from_case: Path | None,
+    connection: Connection,
+    case_id: str | None,
+    prefix: str,
+    analysis: AnalysisOptions,
+) -> None:
+    flavour = FLAVOURS[flavour_name]
+    case_dir = _case_folder(evidence, from_case, analysis, case_id)
+    summary = check_case_folder(case_dir)
+    case = validate_case_id(case_id or str(summary.get("case", {}).get("id") or "case"))
+    if not connection.verify_tls:
+        err_console.print("[yellow]warning:[/yellow] TLS certificate verification is off")
+    result = _with_progress(flavour_name, connection, case_dir, case, prefix, analysis.quiet)
+    for name, action in result.templates.items():
+        if not analysis.quiet:
+            out_console.print(f"index template {name}: {action}")
+    if result.rejected:
+        err_console.print(
+            f"[yellow]{result.rejected} document(s) rejected[/yellow]: reasons in "
+            f"{safe(case_dir / 'rejected.ndjson')}"
+        )
+    if result.stopped:
+        err_console.print(f"[red]error:[/red] {safe(result.stopped)}")
+    out_console.print(f"{flavour.name}: {result.line()}")
+    if result.rejected or result.unsent:
+        raise typer.Exit(1)
+
+
+def _case_folder(
+    evidence: list[Path] | None,
+    from_case: Path | None,
+    analysis: AnalysisOptions,
+    case_id: str | None,
+) -> Path:
+    if evidence and from_case is not None:
+        raise UsageError("give evidence or --from-case, not both")
+    if from_case is not None:
+        return from_case
+    if not evidence:
+        raise UsageError("give evidence to analyze, or --from-case with a case folder")
+    options = AnalysisOptions(
+        analysis.legit,
+        analysis.legit_file,
+        analysis.allowlist,
+        analysis.out,
+        case_id or "case",
+        analysis.subject_pattern,
+        analysis.auth_fail,
+        analysis.quiet,
+    )
+    run_analysis(evidence, options)
+    return analysis.out
+
+
+def _with_progress(
+    flavour_name: str,
+    connection: Connection,
+    case_dir: Path,
+    case_id: str,
+    prefix: str,
+    quiet: bool,
+) -> ExportResult:
+    columns = (
+        TextColumn(f"{FLAVOURS[flavour_name].name}"),
+        BarColumn(bar_width=None),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} docs/s"),
+        TimeElapsedColumn(),
+    )
+    started = time.monotonic()
+    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+        task = progress.add_task("", total=None, rate="0")
+
+        def notify(done: int, total: int) -> None:
+            rate = done / max(time.monotonic() - started, 1e-6)
+            progress.update(task, completed=done, total=total, rate=f"{rate:.0f}")
+
+        return export_case(FLAVOURS[flavour_name], connection, case_dir, case_id, prefix, notify)
+
+
+def _command(flavour_name: str, env: str) -> None:
+    title = FLAVOURS[flavour_name].name
+
+    def command(
+        evidence: EvidenceArgument = None,
+        from_case: FromCaseOption = None,
+        url: Annotated[str, _url_option(env)] = "http://127.0.0.1:9200",
+        api_key: Annotated[str | None, _secret_option(f"{env}_API_KEY", "API key")] = None,
+        user: Annotated[str | None, typer.Option(help="User name.", envvar=f"{env}_USER")] = None,
+        password: Annotated[
+            str | None, _secret_option(f"{env}_PASSWORD", "Password for --user")
+        ] = None,
+        bearer_token: Annotated[
+            str | None, _secret_option(f"{env}_BEARER_TOKEN", "Bearer token")
+        ] = None,
+        ca_cert: CaCertOption = None,
+        insecure: InsecureOption = False,
+        case_id: CaseOption = None,
+        prefix: PrefixOption = DEFAULT_PREFIX,
+        out: OutOption = DEFAULT_OUT,
+        legit: LegitOption = None,
+        legit_file: LegitFileOption = None,
+        allowlist: AllowlistOption = None,
+        subject_pattern: SubjectOption = None,
+        auth_fail: AuthFailOption = None,
+        quiet: QuietOption = False,
+        verbose: VerboseOption = False,
+    ) -> None:
+        _setup_logging(verbose, quiet)
+        analysis = AnalysisOptions(
+            legit,
+            legit_file,
+            allowlist,
+            out,
+            case_id or "case",
+            subject_pattern,
+            auth_fail,
+            quiet,
+        )
+        try:
+            connection = Connection(
+                url=url,
+                api_key=api_key,
+                user=user,
+                password=password,
+                bearer_token=bearer_token,
+                ca_cert=ca_cert,
+                verify_tls=not insecure,
+            )
+            _export(flavour_name, evidence, from_case, connection, case_id, prefix, analysis)
+        except UsageError as exc:
+            err_console.print(f"[red]error:[/red] {safe(exc)}")
+            raise typer.Exit(2) from None
+        except ExportError as exc:
+            err_console.print(f"[red]error:[/red] {safe(exc)}")
+            raise typer.Exit(1) from None
+
+    command.__doc__ = (
+        f"Send a case to {title}: installs the index templates, then bulk-indexes every "
+        "document with its deterministic id (documents already there are counted, not "
+        "doubled). Exit 1 if any document was rejected or left unsent."
+    )
+    export_app.command(flavour_name)(command)
+
+
+_command("elasticsearch", "INBEC_ES")
+_command("opensearch", "INBEC_OPENSEARCH")
