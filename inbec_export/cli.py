@@ -53,6 +53,11 @@ class _PlainText(logging.Filter):
         return True
 
 
+def error_line(text: str) -> None:
+    """An error as one line (never wrapped: scripts and people grep for it)."""
+    err_console.print(f"[red]error:[/red] {text}", soft_wrap=True, highlight=False)
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
     handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
@@ -148,14 +153,14 @@ def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, An
         )
         summary = _run(evidence, case, options.out, options.quiet)
     except UsageError as exc:
-        err_console.print(f"[red]error:[/red] {safe(exc)}")
+        error_line(f"{safe(exc)}")
         raise typer.Exit(2) from exc
     except InbecError as exc:
-        err_console.print(f"[red]error:[/red] {safe(exc)}")
+        error_line(f"{safe(exc)}")
         raise typer.Exit(1) from exc
     if summary["totals"]["evidence_files"] == 0:
-        err_console.print(
-            f"[red]error:[/red] no evidence found in {safe(', '.join(map(str, evidence)))} "
+        error_line(
+            f"no evidence found in {safe(', '.join(map(str, evidence)))} "
             "(PST/OST, MSG, EML or mbox, recognised by content)"
         )
         raise typer.Exit(2)
@@ -345,10 +350,7 @@ def sample_case(
     try:
         case = generate_sample_case(out)
     except OSError as exc:
-        err_console.print(
-            f"[red]error:[/red] cannot write the sample case to {safe(out)}: "
-            f"{safe(exc.strerror or exc)}"
-        )
+        error_line(f"cannot write the sample case to {safe(out)}: {safe(exc.strerror or exc)}")
         raise typer.Exit(2) from exc
     out_console.print(
         f"Sample case written: {case.message_count} messages in {safe(case.evidence_dir)}, "
@@ -374,9 +376,7 @@ def mappings(
             path.write_text(text, encoding="utf-8")
             out_console.print(f"wrote {safe(path)}")
     except OSError as exc:
-        err_console.print(
-            f"[red]error:[/red] cannot write templates to {safe(out)}: {safe(exc.strerror or exc)}"
-        )
+        error_line(f"cannot write templates to {safe(out)}: {safe(exc.strerror or exc)}")
         raise typer.Exit(2) from exc
 
 

@@ -22,6 +22,7 @@ from inbec_export.cli import (
     VerboseOption,
     _setup_logging,
     err_console,
+    error_line,
     out_console,
     run_analysis,
     safe,
@@ -102,8 +103,8 @@ def _export(
             f"{safe(case_dir / 'rejected.ndjson')}"
         )
     if result.stopped:
-        err_console.print(f"[red]error:[/red] {safe(result.stopped)}")
-    out_console.print(f"{flavour.name}: {result.line()}")
+        error_line(f"{safe(result.stopped)}")
+    out_console.print(f"{flavour.name}: {result.line()}", soft_wrap=True)
     if result.rejected or result.unsent:
         raise typer.Exit(1)
 
@@ -211,10 +212,10 @@ def _command(flavour_name: str, env: str) -> None:
             )
             _export(flavour_name, evidence, from_case, connection, case_id, prefix, analysis)
         except UsageError as exc:
-            err_console.print(f"[red]error:[/red] {safe(exc)}")
+            error_line(f"{safe(exc)}")
             raise typer.Exit(2) from None
         except ExportError as exc:
-            err_console.print(f"[red]error:[/red] {safe(exc)}")
+            error_line(f"{safe(exc)}")
             raise typer.Exit(1) from None
 
     command.__doc__ = (

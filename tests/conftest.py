@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# Real search servers for the export tests (tests/servers; the tests folder is on sys.path).
+pytest_plugins = ["servers.fixtures"]
+
 #: The shared corpus sits beside the project checkout, never inside it.
 CORPUS_DIR = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 

@@ -418,7 +418,7 @@ def export_case(
     result = ExportResult(total=count_documents(case_dir))
     client = flavour.client(connection)
     try:
-        client.info()
+        # The first request also checks the server is the product the client expects.
         result.templates = install_templates(client, prefix)
     except ExportError:
         raise
