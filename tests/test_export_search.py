@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -290,6 +291,125 @@ def test_server_gone_mid_export_then_rerun_completes(
     assert _count(client, f"{prefix}-findings-corpus") == len(_documents(corpus_case, "findings"))
 
 
+class ThrottlingProxy:
+    """An HTTP/1.1 proxy on 127.0.0.1 that answers the first ``throttle`` bulk requests
+    with 429 Too Many Requests (as a busy node does) and forwards everything else."""
+
+    def __init__(self, target_port: int, throttle: int, product: str) -> None:
+        self.target_port = target_port
+        self.remaining = throttle
+        self.throttled = 0
+        self.product = product
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.port = self.listener.getsockname()[1]
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream = socket.create_connection(("127.0.0.1", self.target_port))
+        back = threading.Thread(target=self._copy, args=(upstream, client), daemon=True)
+        back.start()
+        buffer = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, rest = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value.strip())
+                while len(rest) < length:
+                    chunk = client.recv(65536)
+                    if not chunk:
+                        return
+                    rest += chunk
+                body, buffer = rest[:length], rest[length:]
+                if b"/_bulk" in head.split(b"\r\n", 1)[0] and self._take():
+                    payload = json.dumps(
+                        {
+                            "error": {
+                                "type": "es_rejected_execution_exception",
+                                "reason": "rejected execution (queue full)",
+                            },
+                            "status": 429,
+                        }
+                    ).encode()
+                    client.sendall(
+                        b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n"
+                        + f"X-Elastic-Product: {self.product}\r\n".encode()
+                        + f"Content-Length: {len(payload)}\r\n\r\n".encode()
+                        + payload
+                    )
+                    continue
+                upstream.sendall(head + b"\r\n\r\n" + body)
+        except OSError:
+            pass
+        finally:
+            for sock in (client, upstream):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+
+    def _take(self) -> bool:
+        with self.lock:
+            if self.remaining <= 0:
+                return False
+            self.remaining -= 1
+            self.throttled += 1
+            return True
+
+    @staticmethod
+    def _copy(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while chunk := source.recv(65536):
+                target.sendall(chunk)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_throttled_bulk_is_retried_with_backoff(
+    server: tuple[str, str], sample_case: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import inbec_export.sinks.search as search
+
+    flavour, url = server
+    monkeypatch.setattr(search, "INITIAL_BACKOFF_SECONDS", 0.2)
+    proxy = ThrottlingProxy(int(url.rsplit(":", 1)[1]), throttle=2, product="Elasticsearch")
+    try:
+        started = time.monotonic()
+        result = export_case(
+            FLAVOURS[flavour],
+            Connection(f"http://127.0.0.1:{proxy.port}"),
+            sample_case,
+            "sample",
+            f"t8{flavour[:2]}",
+        )
+        elapsed = time.monotonic() - started
+    finally:
+        proxy.close()
+    assert proxy.throttled == 2
+    assert (result.created, result.rejected, result.unsent) == (result.total, 0, 0)
+    assert elapsed >= 0.2 + 0.4  # two waits, the second twice the first
+
+
 def test_foreign_template_is_never_overwritten(opensearch_url: str) -> None:
     client = _client("opensearch", opensearch_url)
     client.indices.put_index_template(
@@ -411,3 +531,71 @@ def test_tls_error_says_what_to_fix(tls_server: int, sample_case: Path) -> None:
         assert "could not be verified: pass the server's CA with --ca-cert FILE" in (
             result.output.replace("\n", " ")
         )
+
+
+def test_older_template_of_ours_is_replaced(opensearch_url: str) -> None:
+    client = _client("opensearch", opensearch_url)
+    old = index_templates("t9")["messages"]
+    client.indices.put_index_template(name="t9-messages", body={**old, "version": 0})
+    assert install_templates(client, "t9") == {
+        "t9-messages": "replaced",
+        "t9-findings": "installed",
+    }
+    stored = client.indices.get_index_template(name="t9-messages")["index_templates"][0]
+    assert stored["index_template"]["version"] == index_templates("t9")["messages"]["version"]
+
+
+def test_export_straight_from_evidence(opensearch_url: str, tmp_path: Path) -> None:
+    sample = generate_sample_case(tmp_path / "sample")
+    out = tmp_path / "case"
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "opensearch",
+            str(sample.evidence_dir),
+            "--legit-file",
+            str(sample.legit_file),
+            "--case",
+            "fresh",
+            "--out",
+            str(out),
+            "--url",
+            opensearch_url,
+            "--prefix",
+            "t10",
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    client = _client("opensearch", opensearch_url)
+    assert _count(client, "t10-messages-fresh") == 14
+    assert _count(client, "t10-findings-fresh", {"term": {"rule.id": "lookalike-domain"}}) == 1
+    assert json.loads((out / "summary.json").read_text())["case"]["id"] == "fresh"
+
+
+def test_secrets_stay_out_of_outputs(sample_case: Path, tmp_path: Path) -> None:
+    case_dir = _copy_case(sample_case, tmp_path / "case")
+    secret = "s3cr3t-api-key-value"
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "elasticsearch",
+            "--from-case",
+            str(case_dir),
+            "--url",
+            f"http://127.0.0.1:{port}",
+            "-v",
+        ],
+        env={"INBEC_ES_API_KEY": secret},
+    )
+    assert result.exit_code == 1
+    assert secret not in result.output
+    for path in case_dir.rglob("*"):
+        if path.is_file():
+            assert secret not in path.read_text("utf-8", errors="replace"), path
+    assert secret not in repr(Connection("http://x", api_key=secret))
