@@ -21,6 +21,7 @@ a slow consumer of the items never counts against the child.
 Limitations: items and arguments must be picklable; the child is started with ``fork``
 on Linux when the caller runs a single thread (fast, nothing re-imported) and with
 ``spawn`` otherwise, where the generator function must be importable by module name.
+The first item gets :data:`STARTUP_GRACE_SECONDS` more, for starting the child.
 Progress is measured in items: a child that needs longer than ``stall_seconds`` for one
 item, or to reach its first one (opening the file counts), is killed as hung even though
 it would have finished. The pipe is read with
@@ -62,6 +63,10 @@ JOIN_TIMEOUT_SECONDS = 5.0
 #: attachment of up to 1 GiB, is bound by disk speed); five minutes of silence means a
 #: native loop or a stopped process, and waiting longer only holds the run back.
 STALL_SECONDS = 300.0
+
+#: Extra seconds allowed before the first item: starting the child process (importing the
+#: reader in a fresh interpreter) takes seconds on a loaded machine, and is no stall.
+STARTUP_GRACE_SECONDS = 20.0
 
 # Each frame is its pickle's length (unsigned, 8 bytes, big-endian), then the pickle.
 _LENGTH = struct.Struct(">Q")
@@ -163,8 +168,11 @@ def iter_in_worker(
     error: str | None = None
     try:
         while True:
+            wait = stall_seconds
+            if wait is not None and received == 0:
+                wait += STARTUP_GRACE_SECONDS
             try:
-                frame = frames.next(stall_seconds)
+                frame = frames.next(wait)
             except _Stalled:
                 _kill(process, received, stall_seconds)
                 yield WorkerFailure(received, stalled_seconds=stall_seconds)
