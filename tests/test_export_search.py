@@ -299,6 +299,7 @@ class ThrottlingProxy:
         self.target_port = target_port
         self.remaining = throttle
         self.throttled = 0
+        self.authorization: list[str] = []
         self.product = product
         self.listener = socket.socket()
         self.listener.bind(("127.0.0.1", 0))
@@ -339,6 +340,10 @@ class ThrottlingProxy:
                         return
                     rest += chunk
                 body, buffer = rest[:length], rest[length:]
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"authorization":
+                        self.authorization.append(value.strip().decode())
                 if b"/_bulk" in head.split(b"\r\n", 1)[0] and self._take():
                     payload = json.dumps(
                         {
@@ -599,3 +604,45 @@ def test_secrets_stay_out_of_outputs(sample_case: Path, tmp_path: Path) -> None:
         if path.is_file():
             assert secret not in path.read_text("utf-8", errors="replace"), path
     assert secret not in repr(Connection("http://x", api_key=secret))
+
+
+@pytest.mark.parametrize(
+    ("option", "env", "header"),
+    [
+        ("api_key", "API_KEY", "ApiKey k3y-value"),
+        ("bearer_token", "BEARER_TOKEN", "Bearer t0ken-value"),
+    ],
+)
+def test_api_key_and_bearer_token_are_sent_as_such(
+    server: tuple[str, str], sample_case: Path, option: str, env: str, header: str
+) -> None:
+    # The nodes here have no security plugin that could check an API key (the
+    # Elasticsearch test distribution lacks the analysis module its security index
+    # needs), so the proxy records what the client sends while the node stores the data.
+    flavour, url = server
+    proxy = ThrottlingProxy(int(url.rsplit(":", 1)[1]), throttle=0, product="Elasticsearch")
+    secret = header.split(" ", 1)[1]
+    prefix = f"t12{flavour[:2]}{env[:1].lower()}"
+    variable = ("INBEC_ES_" if flavour == "elasticsearch" else "INBEC_OPENSEARCH_") + env
+    try:
+        result = runner.invoke(
+            app,
+            [
+                "export",
+                flavour,
+                "--from-case",
+                str(sample_case),
+                "--url",
+                f"http://127.0.0.1:{proxy.port}",
+                "--prefix",
+                prefix,
+                "-q",
+            ],
+            env={variable: secret},
+        )
+    finally:
+        proxy.close()
+    assert result.exit_code == 0, result.output
+    assert secret not in result.output
+    assert proxy.authorization and set(proxy.authorization) == {header}
+    assert _count(_client(flavour, url), f"{prefix}-messages-sample") == 14
