@@ -228,3 +228,72 @@ def _command(flavour_name: str, env: str) -> None:
 
 _command("elasticsearch", "INBEC_ES")
 _command("opensearch", "INBEC_OPENSEARCH")
+
+
+@export_app.command("timesketch")
+def timesketch(
+    evidence: EvidenceArgument = None,
+    from_case: FromCaseOption = None,
+    url: Annotated[
+        str, typer.Option(help="Timesketch URL.", envvar="INBEC_TIMESKETCH_URL")
+    ] = "http://127.0.0.1:5000",
+    user: Annotated[str, typer.Option(help="User name.", envvar="INBEC_TIMESKETCH_USER")] = "",
+    password: Annotated[
+        str, _secret_option("INBEC_TIMESKETCH_PASSWORD", "Password for --user")
+    ] = "",
+    sketch: Annotated[int | None, typer.Option(help="Id of the sketch to add to.")] = None,
+    sketch_name: Annotated[
+        str | None, typer.Option(help="Name of the sketch (created if missing).")
+    ] = None,
+    timeline_name: Annotated[
+        str | None, typer.Option(help="Timeline name (default: case and evidence).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for Timesketch to index the timeline.")
+    ] = 600.0,
+    insecure: InsecureOption = False,
+    case_id: CaseOption = None,
+    out: OutOption = DEFAULT_OUT,
+    legit: LegitOption = None,
+    legit_file: LegitFileOption = None,
+    allowlist: AllowlistOption = None,
+    subject_pattern: SubjectOption = None,
+    auth_fail: AuthFailOption = None,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Send the case's timeline to Timesketch (one event per time a message carries, one
+    per finding), wait until it is indexed and count it back. Exit 1 on a mismatch."""
+    from inbec_export.sinks.timesketch import TimesketchTarget, export_timesketch
+
+    _setup_logging(verbose, quiet)
+    analysis = AnalysisOptions(
+        legit, legit_file, allowlist, out, case_id or "case", subject_pattern, auth_fail, quiet
+    )
+    try:
+        if not user:
+            raise UsageError("give --user (or $INBEC_TIMESKETCH_USER)")
+        target = TimesketchTarget(
+            url=url,
+            username=user,
+            password=password,
+            sketch_id=sketch,
+            sketch_name=sketch_name,
+            timeline_name=timeline_name,
+            verify_tls=not insecure,
+        )
+        case_dir = _case_folder(evidence, from_case, analysis, case_id)
+        with err_console.status("Timesketch", spinner="dots") as status:
+
+            def notify(text: str) -> None:
+                if not quiet:
+                    status.update(f"Timesketch: {text}")
+
+            result = export_timesketch(target, case_dir, timeout, notify)
+    except UsageError as exc:
+        error_line(safe(exc))
+        raise typer.Exit(2) from None
+    except ExportError as exc:
+        error_line(safe(exc))
+        raise typer.Exit(1) from None
+    out_console.print(f"Timesketch: {safe(result.line())}", soft_wrap=True)
