@@ -37,6 +37,13 @@ from inbec_export.sinks.search import (
     check_case_folder,
     export_case,
 )
+from inbec_export.sinks.timesketch import (
+    CLIENT_CONFIG_NAME,
+    ClientConfig,
+    TimesketchTarget,
+    export_timesketch,
+    read_client_config,
+)
 
 export_app = typer.Typer(
     help="Send a case to a search server (documents keep their ids: re-runs add nothing).",
@@ -226,6 +233,9 @@ def _command(flavour_name: str, env: str) -> None:
     export_app.command(flavour_name)(command)
 
 
+#: Where ``inbec export timesketch`` goes when neither --url nor a client config says.
+DEFAULT_TIMESKETCH_URL = "http://127.0.0.1:5000"
+
 _command("elasticsearch", "INBEC_ES")
 _command("opensearch", "INBEC_OPENSEARCH")
 
@@ -235,9 +245,25 @@ def timesketch(
     evidence: EvidenceArgument = None,
     from_case: FromCaseOption = None,
     url: Annotated[
-        str, typer.Option(help="Timesketch URL.", envvar="INBEC_TIMESKETCH_URL")
-    ] = "http://127.0.0.1:5000",
-    user: Annotated[str, typer.Option(help="User name.", envvar="INBEC_TIMESKETCH_USER")] = "",
+        str | None,
+        typer.Option(
+            help="Timesketch URL (default: the client config's, else http://127.0.0.1:5000).",
+            envvar="INBEC_TIMESKETCH_URL",
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            help="User name (default: the client config's).", envvar="INBEC_TIMESKETCH_USER"
+        ),
+    ] = None,
+    client_config: Annotated[
+        Path | None,
+        typer.Option(
+            help="The Timesketch clients' config file for URL and user "
+            "(default: ~/.timesketchrc when it exists).",
+        ),
+    ] = None,
     password: Annotated[
         str, _secret_option("INBEC_TIMESKETCH_PASSWORD", "Password for --user")
     ] = "",
@@ -264,24 +290,27 @@ def timesketch(
 ) -> None:
     """Send the case's timeline to Timesketch (one event per time a message carries, one
     per finding), wait until it is indexed and count it back. Exit 1 on a mismatch."""
-    from inbec_export.sinks.timesketch import TimesketchTarget, export_timesketch
-
     _setup_logging(verbose, quiet)
     analysis = AnalysisOptions(
         legit, legit_file, allowlist, out, case_id or "case", subject_pattern, auth_fail, quiet
     )
     try:
+        config = _timesketch_client_config(client_config)
+        user = user or config.username
         if not user:
-            raise UsageError("give --user (or $INBEC_TIMESKETCH_USER)")
+            raise UsageError("give --user (or $INBEC_TIMESKETCH_USER, or a client config)")
+        verify_tls = not insecure and config.verify_tls is not False
         target = TimesketchTarget(
-            url=url,
+            url=url or config.url or DEFAULT_TIMESKETCH_URL,
             username=user,
             password=password,
             sketch_id=sketch,
             sketch_name=sketch_name,
             timeline_name=timeline_name,
-            verify_tls=not insecure,
+            verify_tls=verify_tls,
         )
+        if not verify_tls:
+            err_console.print("[yellow]warning:[/yellow] TLS certificate verification is off")
         case_dir = _case_folder(evidence, from_case, analysis, case_id)
         with err_console.status("Timesketch", spinner="dots") as status:
 
@@ -297,3 +326,10 @@ def timesketch(
         error_line(safe(exc))
         raise typer.Exit(1) from None
     out_console.print(f"Timesketch: {safe(result.line())}", soft_wrap=True)
+
+
+def _timesketch_client_config(path: Path | None) -> ClientConfig:
+    if path is not None:
+        return read_client_config(path)
+    default = Path.home() / CLIENT_CONFIG_NAME
+    return read_client_config(default) if default.is_file() else ClientConfig()

@@ -16,6 +16,7 @@ and asks for another timeline name. The Timesketch clients are an optional extra
 
 from __future__ import annotations
 
+import configparser
 import json
 import logging
 import time
@@ -38,6 +39,59 @@ POLL_SECONDS = 2.0
 
 #: Longest timeline name Timesketch shows well.
 MAX_TIMELINE_NAME = 120
+
+#: The Timesketch clients' own configuration file, in the user's home folder.
+CLIENT_CONFIG_NAME = ".timesketchrc"
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    """What the Timesketch clients' configuration file says about the server."""
+
+    url: str | None = None
+    username: str | None = None
+    verify_tls: bool | None = None
+
+
+def read_client_config(path: Path, section: str = "timesketch") -> ClientConfig:
+    """The server URL, user and TLS setting of a ``.timesketchrc`` file.
+
+    The file is the one ``timesketch_importer`` and the API client write (INI format,
+    keys ``host_uri``, ``username``, ``auth_mode``, ``verify``). Only ``userpass``
+    authentication is supported; the password still comes from ``--password`` or the
+    environment, never from the clients' encrypted token file.
+
+    Raises:
+        UsageError: the file is missing, unreadable, lacks the section, or asks for OAuth.
+    """
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with path.open(encoding="utf-8") as handle:
+            parser.read_file(handle)
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise UsageError(f"Timesketch client config {path}: cannot read it ({exc})") from None
+    if not parser.has_section(section):
+        raise UsageError(f"Timesketch client config {path}: no [{section}] section")
+    values = parser[section]
+    mode = values.get("auth_mode", "userpass").strip().lower()
+    if mode != "userpass":
+        raise UsageError(
+            f"Timesketch client config {path}: auth_mode {mode!r} is not supported; "
+            "use a local user (userpass)"
+        )
+    verify: bool | None = None
+    if "verify" in values:
+        try:
+            verify = values.getboolean("verify")
+        except ValueError:
+            raise UsageError(
+                f"Timesketch client config {path}: verify must be true or false"
+            ) from None
+    return ClientConfig(
+        url=values.get("host_uri", "").strip() or None,
+        username=values.get("username", "").strip() or None,
+        verify_tls=verify,
+    )
 
 
 @dataclass(frozen=True)
@@ -193,24 +247,28 @@ def held_events(sketch: Any, timeline: Any) -> int:
 
 
 def _wait_ready(timeline: Any, timeout: float, progress: Callable[[str], None] | None) -> None:
+    # The timeline's status first: asking for the search index's status before the
+    # worker has created the index makes Timesketch mark it failed for good.
     deadline = time.monotonic() + timeout
-    statuses = ("", "")
+    status = ""
     while time.monotonic() < deadline:
-        statuses = (str(timeline.status), str(timeline.index.status))
+        status = str(timeline.status)
         if progress is not None:
-            progress(f"indexing: timeline {statuses[0]}, index {statuses[1]}")
-        if statuses == ("ready", "ready"):
-            return
-        if any("fail" in status for status in statuses):
-            raise ExportError(
-                f"Timesketch could not index the timeline (timeline {statuses[0]}, index "
-                f"{statuses[1]}): see the server's worker log"
-            )
+            progress(f"indexing: timeline {status}")
+        if status in {"ready", "fail"}:
+            break
         time.sleep(POLL_SECONDS)
-    raise ExportError(
-        f"Timesketch did not finish indexing within {timeout:.0f} s (timeline "
-        f"{statuses[0]}, index {statuses[1]}): is its worker running?"
-    )
+    else:
+        raise ExportError(
+            f"Timesketch did not finish indexing within {timeout:.0f} s (timeline {status}): "
+            "is its worker running?"
+        )
+    index_status = str(timeline.index.status)
+    if (status, index_status) != ("ready", "ready"):
+        raise ExportError(
+            f"Timesketch could not index the timeline (timeline {status}, index "
+            f"{index_status}): see the server's worker log"
+        )
 
 
 def export_timesketch(

@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -184,6 +185,7 @@ class ServerProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         stdin_pipe: bool = True,
+        user: str | None = None,
     ) -> None:
         """Starts ``command`` with its output in ``log``.
 
@@ -196,6 +198,7 @@ class ServerProcess:
             stdin_pipe: keep a pipe to its standard input (closed on stop, so a server that
                 watches for end of input also stops when the test process dies);
                 otherwise ``/dev/null``.
+            user: run as this system user (needs root), with its group and no others.
         """
         self.name = name
         self.log = log
@@ -205,6 +208,7 @@ class ServerProcess:
         logger.debug("command: %s", " ".join(command))
         self.popen = subprocess.Popen(
             list(command),
+            **user_options(user),
             stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -244,6 +248,61 @@ class ServerProcess:
     def _signal_group(group: int, signum: signal.Signals) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, signum)
+
+
+def ensure_system_user(name: str) -> str | None:
+    """The system user ``name`` under root, created on first use; None for other users.
+
+    Servers that refuse root (Elasticsearch, PostgreSQL) run as such a user.
+
+    Raises:
+        ServerUnavailable: running as root without ``useradd``.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        useradd = shutil.which("useradd")
+        if useradd is None:
+            raise ServerUnavailable("running as root, but useradd is missing") from None
+        logger.info("creating system user %s to run test servers", name)
+        subprocess.run(
+            [
+                useradd,
+                "--system",
+                "--user-group",
+                "--no-create-home",
+                "--home-dir",
+                "/nonexistent",
+                "--shell",
+                "/usr/sbin/nologin",
+                name,
+            ],
+            check=True,
+            capture_output=True,
+        )
+    return name
+
+
+def user_options(user: str | None) -> dict[str, Any]:
+    """Keyword arguments of :class:`subprocess.Popen` that run a child as ``user``.
+
+    The environment is left as given, unlike ``runuser``, which resets ``PATH``.
+    """
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def chown_tree(root: Path, user: str) -> None:
+    """Gives ``root`` and everything below it to ``user`` and the user's group."""
+    entry = pwd.getpwnam(user)
+    for folder, subfolders, files in os.walk(root):
+        os.chown(folder, entry.pw_uid, entry.pw_gid)
+        for name in [*subfolders, *files]:
+            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)
 
 
 def wait_until_healthy(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pwd
 import shutil
 import stat
 import subprocess
@@ -33,6 +32,8 @@ from .base import (
     ServerProcess,
     ServerUnavailable,
     cache_dir,
+    chown_tree,
+    ensure_system_user,
     find_java_home,
     free_port,
     wait_until_healthy,
@@ -168,7 +169,7 @@ class ElasticsearchNode:
         env.pop("ES_JAVA_OPTS", None)
         env.pop("JAVA_HOME", None)
         if user is not None:
-            _chown_tree(run_dir, user)
+            chown_tree(run_dir, user)
         if self.credentials is not None:
             self._write_keystore(home, run_dir, env, user)
 
@@ -260,31 +261,7 @@ def _unzip(archive: Path, destination: Path) -> None:
 
 def _service_user() -> str | None:
     """The user to run Elasticsearch as: :data:`SERVICE_USER` under root, else ourselves."""
-    if os.geteuid() != 0:
-        return None
-    try:
-        pwd.getpwnam(SERVICE_USER)
-    except KeyError:
-        useradd = shutil.which("useradd")
-        if useradd is None:
-            raise ServerUnavailable("running as root, but useradd is missing") from None
-        logger.info("creating system user %s to run Elasticsearch", SERVICE_USER)
-        subprocess.run(
-            [
-                useradd,
-                "--system",
-                "--user-group",
-                "--no-create-home",
-                "--home-dir",
-                "/nonexistent",
-                "--shell",
-                "/usr/sbin/nologin",
-                SERVICE_USER,
-            ],
-            check=True,
-            capture_output=True,
-        )
-    return SERVICE_USER
+    return ensure_system_user(SERVICE_USER)
 
 
 def _as_user(user: str | None, command: list[str]) -> list[str]:
@@ -294,11 +271,3 @@ def _as_user(user: str | None, command: list[str]) -> list[str]:
     if runuser is None:
         raise ServerUnavailable("running as root, but runuser (util-linux) is missing")
     return [runuser, "-u", user, "--", *command]
-
-
-def _chown_tree(root: Path, user: str) -> None:
-    entry = pwd.getpwnam(user)
-    for folder, subfolders, files in os.walk(root):
-        os.chown(folder, entry.pw_uid, entry.pw_gid)
-        for name in [*subfolders, *files]:
-            os.chown(os.path.join(folder, name), entry.pw_uid, entry.pw_gid)

