@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from inbec_export.model import EvidenceFile, ItemFailure, ReadEvent
+from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
 from inbec_export.readers import eml, mbox, msg, pst  # noqa: F401  (registration)
 from inbec_export.readers.base import describe, hash_file, reader_for, readers, sniff_format
 
@@ -131,6 +131,46 @@ def _read_file(path: Path) -> Iterator[EvidenceEvent]:
     yield FileOpened(evidence)
     reader = reader_for(format_name)()
     try:
-        yield from reader.read(evidence)
+        for event in reader.read(evidence):
+            if isinstance(event, MessageRecord):
+                bound_record(event)
+            yield event
     except Exception as exc:
         yield ItemFailure(name, None, f"reading stopped: {describe(exc)}")
+
+
+#: Longest subject kept, in characters (Outlook itself allows 255); the rest is cut and
+#: the cut stated in the record's warnings.
+MAX_SUBJECT_CHARS = 16 * 1024
+
+#: Most addresses kept per address field of a record; the cut is stated in the warnings.
+MAX_RECIPIENTS_PER_FIELD = 10_000
+
+_ADDRESS_FIELDS = ("from_", "sender", "reply_to", "to", "cc", "bcc")
+
+
+def bound_record(record: MessageRecord) -> MessageRecord:
+    """Cut what no analyst reads but could make a document too large to index.
+
+    Whatever the reader, a subject is kept up to :data:`MAX_SUBJECT_CHARS` characters and
+    each address field up to :data:`MAX_RECIPIENTS_PER_FIELD` addresses; every cut is
+    stated in ``record.warnings``, so the document says it is not the whole message.
+    """
+    for name in ("subject", "subject_raw"):
+        value = getattr(record, name)
+        if value is not None and len(value) > MAX_SUBJECT_CHARS:
+            setattr(record, name, value[:MAX_SUBJECT_CHARS])
+            if name == "subject":
+                record.warnings.append(
+                    f"subject of {len(value)} characters cut to {MAX_SUBJECT_CHARS}"
+                )
+    for name in _ADDRESS_FIELDS:
+        addresses = getattr(record, name)
+        if len(addresses) > MAX_RECIPIENTS_PER_FIELD:
+            setattr(record, name, addresses[:MAX_RECIPIENTS_PER_FIELD])
+            label = name.rstrip("_")
+            record.warnings.append(
+                f"{label} has {len(addresses)} addresses; only the first "
+                f"{MAX_RECIPIENTS_PER_FIELD} kept"
+            )
+    return record

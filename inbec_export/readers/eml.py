@@ -8,7 +8,7 @@ from pathlib import Path
 
 from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
 from inbec_export.readers.base import Reader, register
-from inbec_export.readers.rfc822 import record_from_bytes
+from inbec_export.readers.rfc822 import read_message_tree
 
 #: Largest .eml read whole, in bytes; a larger one is reported, not read.
 MAX_EML_BYTES = 256 * 1024 * 1024
@@ -57,7 +57,6 @@ class EmlReader(Reader):
             evidence_format="eml",
             item_id="message",
         )
-        try:
-            yield record_from_bytes(record, raw)
-        except Exception as exc:
-            yield ItemFailure(evidence.path, "message", f"unreadable message: {exc}")
+        yield from read_message_tree(
+            record, raw, lambda item, reason: ItemFailure(evidence.path, item, reason)
+        )

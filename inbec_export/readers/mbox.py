@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
 from inbec_export.readers.base import Reader, register
-from inbec_export.readers.rfc822 import record_from_bytes
+from inbec_export.readers.rfc822 import read_message_tree
 
 #: Largest single message read from an mbox, in bytes; a larger one is reported.
 MAX_MBOX_MESSAGE_BYTES = 128 * 1024 * 1024
@@ -46,10 +46,9 @@ class MboxReader(Reader):
                 evidence_format="mbox",
                 item_id=item,
             )
-            try:
-                yield record_from_bytes(record, raw)
-            except Exception as exc:
-                yield ItemFailure(evidence.path, item, f"unreadable message: {exc}")
+            yield from read_message_tree(
+                record, raw, lambda item, reason: ItemFailure(evidence.path, item, reason)
+            )
 
 
 def _split(path: str) -> Iterator[tuple[int, bytes, bool]]:

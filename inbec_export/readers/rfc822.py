@@ -8,10 +8,11 @@ import email.message
 import email.policy
 import hashlib
 import logging
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.message import Message
 
-from inbec_export.model import BODY_CAP_CHARS, Attachment, Headers, MessageRecord
+from inbec_export.model import BODY_CAP_CHARS, Attachment, Headers, MessageRecord, ReadEvent
 from inbec_export.readers import headers as h
 
 logger = logging.getLogger(__name__)
@@ -174,8 +175,70 @@ def _auth_results(headers: Headers) -> list:  # type: ignore[type-arg]
     return results
 
 
-def record_from_bytes(record: MessageRecord, raw: bytes) -> MessageRecord:
-    """Fill ``record`` from a whole RFC 5322 message (headers, body, attachments)."""
+#: Deepest chain of messages attached to messages (message/rfc822) that is read.
+MAX_EMBED_DEPTH = 50
+
+
+def read_message_tree(
+    record: MessageRecord, raw: bytes, failure: Callable[[str, str], ReadEvent]
+) -> Iterator[ReadEvent]:
+    """``record`` filled from ``raw``, then every message attached to it, depth first.
+
+    An attached message (``message/rfc822``, as "forward as attachment" makes) becomes a
+    record of its own: item ``"<parent>/attachment <n>"`` with ``n`` its position among
+    the parent's attachments, and ``parent_item_id`` set. Chains deeper than
+    :data:`MAX_EMBED_DEPTH` stop there, with a warning on the last record read.
+
+    Args:
+        record: the outer message's record, with evidence and item already set.
+        raw: the outer message's bytes.
+        failure: builds the failure event of an item (item id, reason).
+    """
+    pending: list[tuple[MessageRecord, bytes, int]] = [(record, raw, 0)]
+    while pending:
+        current, data, depth = pending.pop()
+        embedded: list[tuple[int, bytes]] = []
+        try:
+            record_from_bytes(current, data, embedded)
+        except Exception as exc:
+            yield failure(current.item_id, f"unreadable message: {type(exc).__name__}: {exc}")
+            continue
+        if embedded and depth >= MAX_EMBED_DEPTH:
+            current.warnings.append(
+                f"{len(embedded)} attached message(s) nested deeper than {MAX_EMBED_DEPTH} "
+                "levels; not read"
+            )
+            embedded = []
+        yield current
+        children = [
+            (
+                MessageRecord(
+                    evidence_path=current.evidence_path,
+                    evidence_sha256=current.evidence_sha256,
+                    evidence_format=current.evidence_format,
+                    item_id=f"{current.item_id}/attachment {position}",
+                    parent_item_id=current.item_id,
+                ),
+                child,
+                depth + 1,
+            )
+            for position, child in embedded
+        ]
+        # Reversed, so the stack pops them in the order they appear.
+        pending.extend(reversed(children))
+
+
+def record_from_bytes(
+    record: MessageRecord, raw: bytes, embedded: list[tuple[int, bytes]] | None = None
+) -> MessageRecord:
+    """Fill ``record`` from a whole RFC 5322 message (headers, body, attachments).
+
+    Args:
+        record: the record to fill.
+        raw: the message's bytes.
+        embedded: when given, receives ``(attachment position, bytes)`` of each message
+            attached to this one (``message/rfc822``), for the caller to read in turn.
+    """
     header_end = _header_end(raw)
     header_text = raw[:header_end].decode("utf-8", errors="surrogateescape")
     headers, warnings = parse_header_block(_printable(header_text))
@@ -187,7 +250,7 @@ def record_from_bytes(record: MessageRecord, raw: bytes) -> MessageRecord:
         record.warnings.append(f"MIME structure unreadable: {exc}")
         return record
     try:
-        fill_body_and_attachments(record, message)
+        fill_body_and_attachments(record, message, embedded)
     except Exception as exc:  # headers are kept whatever the body does
         record.warnings.append(f"body and attachments unreadable: {type(exc).__name__}: {exc}")
     return record
@@ -203,8 +266,15 @@ def _header_end(raw: bytes) -> int:
     return min(positions) if positions else len(raw)
 
 
-def fill_body_and_attachments(record: MessageRecord, message: Message) -> None:
-    """Walk the MIME tree of ``message`` for body text and attachments."""
+def fill_body_and_attachments(
+    record: MessageRecord, message: Message, embedded: list[tuple[int, bytes]] | None = None
+) -> None:
+    """Walk the MIME tree of ``message`` for body text and attachments.
+
+    An attached message (``message/rfc822``) is listed as an attachment and not walked
+    into: its body and attachments are its own, not the outer message's. Its bytes go to
+    ``embedded`` when given.
+    """
     plain: list[str] = []
     html: list[str] = []
     count = 0
@@ -212,14 +282,16 @@ def fill_body_and_attachments(record: MessageRecord, message: Message) -> None:
         if depth > MAX_MIME_DEPTH:
             record.warnings.append(f"MIME nesting deeper than {MAX_MIME_DEPTH}; rest skipped")
             break
-        if part.is_multipart():
+        ctype = part.get_content_type()
+        if part.is_multipart() and ctype != "message/rfc822":
             continue
         disposition = (part.get_content_disposition() or "").lower()
         filename = _part_filename(part, record)
-        ctype = part.get_content_type()
         if disposition == "attachment" or filename or ctype == "message/rfc822":
             if count < MAX_ATTACHMENTS:
                 record.attachments.append(_attachment(part, filename, ctype))
+                if ctype == "message/rfc822" and embedded is not None:
+                    embedded.append((count, _payload_bytes(part)))
             count += 1
             continue
         if ctype == "text/plain":
@@ -243,7 +315,8 @@ def set_body(record: MessageRecord, body: str) -> None:
 
 def _walk(part: Message, depth: int):  # type: ignore[no-untyped-def]
     yield part, depth
-    if part.is_multipart():
+    # An attached message is a leaf here: it is read as a record of its own.
+    if part.is_multipart() and part.get_content_type() != "message/rfc822":
         payload = part.get_payload()
         if isinstance(payload, list):
             for child in payload:
