@@ -9,17 +9,25 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from inbec_export import __version__
 from inbec_export.case import CaseContext, parse_auth_failures, validate_case_id
+from inbec_export.enrichment.virustotal import (
+    VT_REQUESTS_PER_DAY,
+    VT_REQUESTS_PER_MINUTE,
+    VT_URL,
+)
+from inbec_export.enrichment.whois import WHOIS_TIMEOUT_SECONDS
 from inbec_export.errors import InbecError, UsageError
+
+if TYPE_CHECKING:
+    from inbec_export.enrichment import EnrichmentConfig
 
 app = typer.Typer(
     name="inbec",
@@ -58,15 +66,31 @@ def error_line(text: str) -> None:
     err_console.print(f"[red]error:[/red] {text}", soft_wrap=True, highlight=False)
 
 
+class _LineHandler(logging.Handler):
+    """One log record, one line on stderr (``warning: file [item]: reason``), never
+    wrapped, so that scripts and people can grep it; printed through the rich console so
+    that it stays above a progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        prefix = "" if record.levelno == logging.INFO else f"{record.levelname.lower()}: "
+        err_console.print(prefix + text, soft_wrap=True, markup=False, highlight=False)
+
+
 def _setup_logging(verbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING
-    handler = RichHandler(console=err_console, show_path=False, show_time=False, markup=False)
+    handler = _LineHandler()
     handler.addFilter(_PlainText())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
-    # Library chatter ("Encoding property not found", olefile sector errors) names no
-    # evidence file; our readers report what matters per file and item.
+    # Library chatter ("Encoding property not found", olefile sector errors, extract-msg's
+    # CRITICAL "not an MSG file") names no evidence file; our readers report what matters
+    # per file and item.
     for name in ("extract_msg", "olefile", "RTFDE", "compressed_rtf", "tzlocal"):
-        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL)
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
 
 
 def _read_domain_file(path: Path) -> list[str]:
@@ -121,6 +145,47 @@ AuthFailOption = Annotated[
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")]
+WhoisOption = Annotated[
+    bool, typer.Option("--whois", help="Look lookalike domains up in WHOIS (network).")
+]
+WhoisServerOption = Annotated[
+    str | None,
+    typer.Option(help="Ask this WHOIS server (HOST:PORT) instead of each registry's."),
+]
+WhoisTimeoutOption = Annotated[
+    float, typer.Option(help="Seconds to wait for a WHOIS server.", min=0.1)
+]
+VirusTotalOption = Annotated[
+    bool,
+    typer.Option(
+        "--virustotal", help="Look lookalike domains and global IPs up in VirusTotal (network)."
+    ),
+]
+VirusTotalKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--virustotal-key",
+        help="VirusTotal API key (or $VT_API_KEY).",
+        envvar="VT_API_KEY",
+        show_envvar=False,
+        show_default=False,
+    ),
+]
+VirusTotalUrlOption = Annotated[
+    str, typer.Option("--virustotal-url", help="VirusTotal API address.")
+]
+VirusTotalPerMinuteOption = Annotated[
+    int, typer.Option("--virustotal-per-minute", help="VirusTotal requests a minute.", min=1)
+]
+VirusTotalPerDayOption = Annotated[
+    int, typer.Option("--virustotal-per-day", help="VirusTotal requests a day.", min=1)
+]
+GeoIpOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--geoip-db", help="MaxMind City/Country or ASN database file, offline (repeatable)."
+    ),
+]
 DEFAULT_OUT = Path("inbec-case")
 
 
@@ -136,6 +201,50 @@ class AnalysisOptions:
     subject_pattern: str | None
     auth_fail: list[str] | None
     quiet: bool
+    #: The lookups to make at the end of the run (None: none, and no network use).
+    enrichment: EnrichmentConfig | None = None
+
+
+def enrichment_config(
+    whois: bool,
+    whois_server: str | None,
+    whois_timeout: float,
+    virustotal: bool,
+    virustotal_key: str | None,
+    virustotal_url: str,
+    virustotal_per_minute: int,
+    virustotal_per_day: int,
+    geoip_db: list[Path] | None,
+) -> EnrichmentConfig | None:
+    """The enrichment options as a config (None when none is on); usage errors exit 2."""
+    from inbec_export.enrichment import EnrichmentConfig
+    from inbec_export.enrichment.virustotal import VirusTotalConfig
+    from inbec_export.enrichment.whois import WhoisConfig, parse_server
+
+    if whois_server is not None and not whois:
+        raise UsageError("--whois-server is used only with --whois")
+    if virustotal and not (virustotal_key or "").strip():
+        raise UsageError("--virustotal needs an API key: set VT_API_KEY or give --virustotal-key")
+    missing = [str(p) for p in geoip_db or [] if not p.is_file()]
+    if missing:
+        raise UsageError(f"--geoip-db: no such file: {', '.join(missing)}")
+    config = EnrichmentConfig(
+        whois=WhoisConfig(
+            server=parse_server(whois_server) if whois_server else None, timeout=whois_timeout
+        )
+        if whois
+        else None,
+        virustotal=VirusTotalConfig(
+            api_key=(virustotal_key or "").strip(),
+            url=virustotal_url,
+            per_minute=virustotal_per_minute,
+            per_day=virustotal_per_day,
+        )
+        if virustotal
+        else None,
+        geoip_databases=tuple(geoip_db or ()),
+    )
+    return config if config.enabled else None
 
 
 def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, Any]:
@@ -151,7 +260,7 @@ def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, An
             options.subject_pattern,
             options.auth_fail,
         )
-        summary = _run(evidence, case, options.out, options.quiet)
+        summary = _run(evidence, case, options.out, options.quiet, options.enrichment)
     except UsageError as exc:
         error_line(f"{safe(exc)}")
         raise typer.Exit(2) from exc
@@ -185,6 +294,15 @@ def analyze(
     case_id: CaseOption = "case",
     subject_pattern: SubjectOption = None,
     auth_fail: AuthFailOption = None,
+    whois: WhoisOption = False,
+    whois_server: WhoisServerOption = None,
+    whois_timeout: WhoisTimeoutOption = WHOIS_TIMEOUT_SECONDS,
+    virustotal: VirusTotalOption = False,
+    virustotal_key: VirusTotalKeyOption = None,
+    virustotal_url: VirusTotalUrlOption = VT_URL,
+    virustotal_per_minute: VirusTotalPerMinuteOption = VT_REQUESTS_PER_MINUTE,
+    virustotal_per_day: VirusTotalPerDayOption = VT_REQUESTS_PER_DAY,
+    geoip_db: GeoIpOption = None,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -193,8 +311,23 @@ def analyze(
     Exit codes: 0 done (also when there are findings), 2 usage error, 1 unexpected failure.
     """
     _setup_logging(verbose, quiet)
+    try:
+        enrichment = enrichment_config(
+            whois,
+            whois_server,
+            whois_timeout,
+            virustotal,
+            virustotal_key,
+            virustotal_url,
+            virustotal_per_minute,
+            virustotal_per_day,
+            geoip_db,
+        )
+    except UsageError as exc:
+        error_line(f"{safe(exc)}")
+        raise typer.Exit(2) from exc
     options = AnalysisOptions(
-        legit, legit_file, allowlist, out, case_id, subject_pattern, auth_fail, quiet
+        legit, legit_file, allowlist, out, case_id, subject_pattern, auth_fail, quiet, enrichment
     )
     run_analysis(evidence, options)
 
@@ -239,7 +372,13 @@ def _build_case(
     return case
 
 
-def _run(evidence: list[Path], case: CaseContext, out: Path, quiet: bool) -> dict[str, Any]:
+def _run(
+    evidence: list[Path],
+    case: CaseContext,
+    out: Path,
+    quiet: bool,
+    enrichment: EnrichmentConfig | None = None,
+) -> dict[str, Any]:
     from inbec_export.pipeline import analyze as run_analysis
 
     columns = (
@@ -265,7 +404,7 @@ def _run(evidence: list[Path], case: CaseContext, out: Path, quiet: bool) -> dic
                     failures=counts["failure"],
                 )
 
-        return run_analysis(evidence, case, out, notify)
+        return run_analysis(evidence, case, out, notify, enrichment)
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -332,10 +471,32 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
             )
         if len(key) > 15:
             out_console.print(f"  ... {len(key) - 15} more in summary.json and findings.ndjson")
+    _print_enrichment(summary.get("enrichment") or {})
     out_console.print(
         f"Case folder: [bold]{safe(out)}[/bold] (summary.json, timeline.csv, findings.ndjson, "
         "messages.ndjson, timeline.jsonl)"
     )
+
+
+def _print_enrichment(enrichment: dict[str, Any]) -> None:
+    """What each enrichment source found, and every indicator it could not look up."""
+    names = {"whois": "WHOIS", "virustotal": "VirusTotal", "geoip": "GeoIP"}
+    for source, result in enrichment.items():
+        if source == "whois":
+            line = f"{len(result['records'])} of {result['domains']} domains"
+        elif source == "virustotal":
+            answered = len(result["reports"]) + len(result["not_found"])
+            line = f"{answered} of {result['indicators']} indicators"
+        else:
+            line = f"{len(result['found'])} of {result['ips']} IPs found"
+        out_console.print(f"{names[source]}: {line}", highlight=False)
+        for failure in result.get("not_looked_up", []):
+            out_console.print(
+                f"  [yellow]not looked up[/yellow] {safe(failure['value'])}: "
+                f"{safe(failure['reason'])}",
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command("sample-case")
@@ -380,6 +541,27 @@ def mappings(
         raise typer.Exit(2) from exc
 
 
+@app.command()
+def report(
+    case_dir: Annotated[Path, typer.Argument(help="Case folder written by inbec analyze.")],
+) -> None:
+    """Write the visual report (report.html) of a case folder again.
+
+    Exit codes: 0 written, 2 not a complete case folder, 1 the report cannot be written.
+    """
+    from inbec_export.sinks.report import write_report
+
+    try:
+        path = write_report(case_dir)
+    except UsageError as exc:
+        error_line(safe(exc))
+        raise typer.Exit(2) from exc
+    except InbecError as exc:
+        error_line(safe(exc))
+        raise typer.Exit(1) from exc
+    out_console.print(f"wrote {safe(path)}")
+
+
 @app.command("rules")
 def list_rules() -> None:
     """List the detection rules (a finding may be raised above its rule's base severity)."""
@@ -414,6 +596,10 @@ def _register_subcommands() -> None:
     from inbec_export.cli_export import export_app
 
     app.add_typer(export_app, name="export")
+
+    from inbec_export.cli_dashboards import dashboards_app
+
+    app.add_typer(dashboards_app, name="dashboards")
 
 
 _register_subcommands()

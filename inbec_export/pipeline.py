@@ -19,9 +19,11 @@ from inbec_export.case import CaseContext
 from inbec_export.detections import RuleSet, subject_match_row
 from inbec_export.ecs.documents import finding_document, message_document
 from inbec_export.ecs.timeline import finding_event, message_events
+from inbec_export.enrichment import Enricher, EnrichmentConfig
 from inbec_export.model import Finding, ItemFailure, MessageRecord, NonMailItem
 from inbec_export.readers import FileOpened, FileSkipped, iter_evidence
 from inbec_export.sinks.case_folder import CaseFolder
+from inbec_export.sinks.report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ class RunStats:
                 self.key_findings = _ordered(self.key_findings)[:SUMMARY_KEY_FINDINGS]
 
     subject_matches: int = 0
+    #: What the enrichment sources found and could not look up (None: no enrichment).
+    enrichment: dict[str, Any] | None = None
 
 
 def analyze(
@@ -88,8 +92,13 @@ def analyze(
     case: CaseContext,
     out_dir: Path,
     progress: ProgressCallback | None = None,
+    enrichment: EnrichmentConfig | None = None,
 ) -> dict[str, Any]:
     """Read ``inputs``, run every rule, and write the case folder ``out_dir``.
+
+    Args:
+        enrichment: the lookup sources to ask at the end of the run (none by default:
+            then the run opens no network connection).
 
     Returns:
         The summary that was written to ``summary.json``.
@@ -97,11 +106,12 @@ def analyze(
     notify = progress or (lambda _event, _detail: None)
     stats = RunStats()
     rules = RuleSet(case)
+    enricher = Enricher(enrichment, case, out_dir) if enrichment and enrichment.enabled else None
     folder = CaseFolder(out_dir)
     try:
         for event in iter_evidence(inputs):
             if isinstance(event, MessageRecord):
-                _handle_message(event, case, rules, folder, stats)
+                _handle_message(event, case, rules, folder, stats, enricher)
                 notify("message", event.evidence_path)
             elif isinstance(event, FileOpened):
                 ev = event.evidence
@@ -116,13 +126,22 @@ def analyze(
                     stats.evidence[event.evidence_path].non_mail_items += 1
             elif isinstance(event, FileSkipped):
                 stats.skipped.append((event.path, event.reason))
-        for finding in rules.finish():
-            _write_finding(finding, case, folder, stats)
+        finished: Iterable[Finding] = rules.finish()
+        if enricher is not None:
+            finished = enricher.run(list(finished))
+        for finding in finished:
+            _write_finding(finding, case, folder, stats, enricher)
+        if enricher is not None:
+            _write_enrichment(enricher, folder, stats)
     except BaseException:
         folder.abort()
         raise
+    finally:
+        if enricher is not None:
+            enricher.close()
     summary = build_summary(case, stats)
     folder.close(summary, write_subject_matches=case.subject_pattern is not None)
+    write_report(out_dir)
     return summary
 
 
@@ -132,6 +151,7 @@ def _handle_message(
     rules: RuleSet,
     folder: CaseFolder,
     stats: RunStats,
+    enricher: Enricher | None = None,
 ) -> None:
     stats.messages_read += 1
     if record.evidence_path in stats.evidence:
@@ -152,6 +172,8 @@ def _handle_message(
     folder.write_message(record.doc_id, document)
     folder.write_events(events)
     stats.messages_written += 1
+    if enricher is not None:
+        enricher.observe(record, rule_ids)
     for finding in findings:
         _write_finding(finding, case, folder, stats)
     for finding in findings:
@@ -161,13 +183,29 @@ def _handle_message(
 
 
 def _write_finding(
-    finding: Finding, case: CaseContext, folder: CaseFolder, stats: RunStats
+    finding: Finding,
+    case: CaseContext,
+    folder: CaseFolder,
+    stats: RunStats,
+    enricher: Enricher | None = None,
 ) -> None:
-    folder.write_finding(finding, finding_document(finding, case))
+    document = finding_document(finding, case)
+    entries = enricher.entries_for(finding) if enricher is not None else []
+    if entries:
+        document.setdefault("threat", {})["enrichments"] = entries
+    folder.write_finding(finding, document)
     event = finding_event(finding)
     if event is not None:
         folder.write_events([event])
     stats.count_finding(finding)
+
+
+def _write_enrichment(enricher: Enricher, folder: CaseFolder, stats: RunStats) -> None:
+    """Write the enrichment documents beside the findings, and their timeline events."""
+    for doc_id, document in enricher.outcome.documents:
+        folder.write_document(doc_id, document)
+    folder.write_events(enricher.outcome.events)
+    stats.enrichment = enricher.outcome.summary
 
 
 def _handle_failure(failure: ItemFailure, folder: CaseFolder, stats: RunStats) -> None:
@@ -211,7 +249,9 @@ def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
         for f in stats.lookalikes
     ]
     key_findings = _ordered(stats.key_findings)
+    enrichment = {} if stats.enrichment is None else {"enrichment": stats.enrichment}
     return {
+        **enrichment,
         "tool": {"name": "inbec-export", "version": __version__, "ecs_version": ECS_VERSION},
         "case": {
             "id": case.case_id,

@@ -363,6 +363,7 @@ def finding_document(finding: Finding, case: CaseContext) -> Document:
                 ],
                 "indicators": [{"type": i.type, "value": i.value} for i in finding.indicators],
                 "ibans": _string_list(finding.evidence.get("ibans")),
+                **_flat_evidence(finding.evidence),
                 "evidence": finding.evidence,
             },
         },
@@ -371,6 +372,28 @@ def finding_document(finding: Finding, case: CaseContext) -> Document:
     # Evidence values are the rule's own; keep them whole (empty lists say "none").
     pruned["inbec"]["finding"]["evidence"] = finding.evidence
     return pruned
+
+
+def _flat_evidence(evidence: dict[str, Any]) -> dict[str, Any]:
+    """Keyword copies of the evidence values dashboards chart (evidence itself is stored,
+    not indexed): the lookalike match, the fields or places a value was seen in, and the
+    failing authentication results as ``method=result``."""
+    lookalike: dict[str, Any] = {}
+    if isinstance(evidence.get("legit_domain"), str):
+        lookalike = {
+            "domain": evidence.get("domain"),
+            "legit_domain": evidence["legit_domain"],
+            "techniques": _string_list(evidence.get("techniques")),
+        }
+    seen = evidence.get("fields", evidence.get("places"))
+    seen_in = list(seen) if isinstance(seen, dict) else _string_list(seen)
+    failures = evidence.get("failures")
+    auth_failures = _unique(
+        f"{failure.get('method')}={failure.get('result')}"
+        for failure in (failures if isinstance(failures, list) else [])
+        if isinstance(failure, dict) and failure.get("method")
+    )
+    return {"lookalike": lookalike, "seen_in": seen_in, "auth_failures": auth_failures}
 
 
 def _string_list(value: object) -> list[str]:

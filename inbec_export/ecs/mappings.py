@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 #: Bumped whenever a mapping changes, so an installer can replace older templates.
-TEMPLATE_VERSION = 1
+TEMPLATE_VERSION = 2
 
 #: Default prefix of index names and template names.
 DEFAULT_PREFIX = "inbec"
@@ -163,11 +163,17 @@ def message_mapping() -> Mapping:
 
 
 def finding_mapping() -> Mapping:
-    """The mapping of finding documents (``event.kind: alert``)."""
+    """The mapping of finding documents (``event.kind: alert``) and of the enrichment
+    documents written beside them (``event.kind: enrichment``)."""
     properties = {
         **_common(),
         "event": _event(
-            severity=LONG, risk_score=FLOAT, reason=KEYWORD_AND_TEXT, start=DATE, end=DATE
+            severity=LONG,
+            risk_score=FLOAT,
+            reason=KEYWORD_AND_TEXT,
+            start=DATE,
+            end=DATE,
+            provider=KEYWORD,
         ),
         "rule": obj(id=KEYWORD, name=KEYWORD, ruleset=KEYWORD, category=KEYWORD),
         "threat": obj(
@@ -177,7 +183,8 @@ def finding_mapping() -> Mapping:
                 url=obj(domain=KEYWORD),
                 email=obj(address=KEYWORD),
                 ip=IP,
-            )
+            ),
+            enrichments=_threat_enrichments(),
         ),
         "email": obj(
             **{"from": _address()},
@@ -207,11 +214,98 @@ def finding_mapping() -> Mapping:
                 ),
                 indicators=obj(type=KEYWORD, value=KEYWORD),
                 ibans=KEYWORD,
+                # Flat keyword copies of evidence values, for dashboards to chart.
+                lookalike=obj(domain=KEYWORD, legit_domain=KEYWORD, techniques=KEYWORD),
+                seen_in=KEYWORD,
+                auth_failures=KEYWORD,
                 evidence={"type": "object", "enabled": False},
             ),
+            **_enrichment_details(),
         ),
     }
     return {"dynamic": "strict", "properties": properties}
+
+
+def _threat_enrichments() -> Mapping:
+    """ECS ``threat.enrichments``: what a lookup said about an indicator (nested, so each
+    entry's fields stay together)."""
+    return {
+        "type": "nested",
+        "properties": {
+            "indicator": obj(
+                type=KEYWORD,
+                provider=KEYWORD,
+                description=TEXT,
+                reference=KEYWORD,
+                scanner_stats=LONG,
+                modified_at=DATE,
+                url=obj(domain=KEYWORD),
+                ip=IP,
+                geo=obj(country_iso_code=KEYWORD, country_name=KEYWORD, city_name=KEYWORD),
+                **{"as": obj(number=LONG, organization=obj(name=KEYWORD))},
+            ),
+            "matched": obj(atomic=KEYWORD, field=KEYWORD, type=KEYWORD, id=KEYWORD),
+        },
+    }
+
+
+def _enrichment_details() -> dict[str, Mapping]:
+    """``inbec.*`` of enrichment documents (``event.kind: enrichment``), kept in the
+    findings index beside the alerts they explain."""
+    dates = {f"{kind}_date": DATE for kind in ("creation", "updated", "expiration")}
+    raw_dates = {f"{kind}_date_raw": KEYWORD for kind in ("creation", "updated", "expiration")}
+    verdicts = ("harmless", "malicious", "suspicious", "timeout", "undetected")
+    return {
+        "enrichment": obj(
+            source=KEYWORD,
+            indicator=KEYWORD,
+            indicator_type=KEYWORD,
+            role=KEYWORD,
+            retrieved=DATE,
+            finding_doc_ids=KEYWORD,
+            message_doc_ids=KEYWORD,
+        ),
+        "whois": obj(
+            domain=KEYWORD,
+            server=KEYWORD,
+            not_found=BOOLEAN,
+            registrar=KEYWORD,
+            name_servers=KEYWORD,
+            status=KEYWORD,
+            **dates,
+            **raw_dates,
+            unparsed_dates=KEYWORD,
+            registrant=obj(name=KEYWORD, organization=KEYWORD, country=KEYWORD),
+            redacted=KEYWORD,
+            missing=KEYWORD,
+            age_days=LONG,
+            first_message=DATE,
+        ),
+        "virustotal": obj(
+            type=KEYWORD,
+            id=KEYWORD,
+            not_found=BOOLEAN,
+            last_analysis_stats=obj(**{verdict: LONG for verdict in verdicts}),
+            reputation=LONG,
+            as_owner=KEYWORD,
+            asn=LONG,
+            country=KEYWORD,
+            network=KEYWORD,
+            registrar=KEYWORD,
+            creation_date=DATE,
+            last_analysis_date=DATE,
+            categories=KEYWORD,
+            tags=KEYWORD,
+        ),
+        "geoip": obj(
+            country_iso_code=KEYWORD,
+            country_name=KEYWORD,
+            city_name=KEYWORD,
+            asn=LONG,
+            as_organization=KEYWORD,
+            databases=KEYWORD,
+        ),
+    }
 
 
 def index_pattern(kind: str, prefix: str = DEFAULT_PREFIX) -> str:

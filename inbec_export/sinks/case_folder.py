@@ -156,6 +156,12 @@ class CaseFolder:
         for row in timeline_rows(finding):
             self._timeline_rows.add(row)
 
+    def write_document(self, doc_id: str, document: dict[str, Any]) -> None:
+        """Append another document of the findings index (an enrichment document)."""
+        handle = self._handles[FINDINGS_FILE]
+        handle.write(_dumps({"create": {"_id": doc_id}}) + "\n")
+        handle.write(_dumps(document) + "\n")
+
     def write_events(self, events: list[dict[str, Any]]) -> None:
         """Append Timesketch events to ``timeline.jsonl``."""
         handle = self._handles[TIMELINE_JSONL]
