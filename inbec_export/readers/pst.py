@@ -369,17 +369,27 @@ def _walk(context: _Context, store: Any) -> Iterator[ReadEvent]:
                 path, folder_path, f"folders nested deeper than {MAX_FOLDER_DEPTH}; not read"
             )
             continue
-        children = list(_sub_folders(context, folder, folder_path))
+        children: list[tuple[Any, str]] = []
+        for entry in _sub_folders(context, folder, folder_path):
+            if isinstance(entry, ItemFailure):
+                yield entry
+            else:
+                children.append(entry)
         for child, child_path in reversed(children):
             stack.append((child, child_path, depth + 1))
 
 
-def _sub_folders(context: _Context, folder: Any, folder_path: str) -> Iterator[tuple[Any, str]]:
+def _sub_folders(
+    context: _Context, folder: Any, folder_path: str
+) -> Iterator[tuple[Any, str] | ItemFailure]:
+    """The sub-folders of ``folder`` with their paths; an unreadable one is a failure (its
+    messages are lost), a loop back to a folder already read is skipped with a warning."""
     path = context.evidence.path
+    where = folder_path or "/"
     try:
         count = folder.get_number_of_sub_folders()
     except Exception as exc:
-        logger.warning("%s [%s]: sub-folders unreadable: %s", path, folder_path, exc)
+        yield _failure(path, where, f"sub-folders unreadable: {describe(exc)}")
         return
     for index in range(count):
         try:
@@ -387,12 +397,12 @@ def _sub_folders(context: _Context, folder: Any, folder_path: str) -> Iterator[t
             identifier = _identifier(child)
             if identifier is not None:
                 if identifier in context.seen_folders:
-                    logger.warning("%s [%s]: folder loop at node %s", path, folder_path, identifier)
+                    logger.warning("%s [%s]: folder loop at node %s", path, where, identifier)
                     continue
                 context.seen_folders.add(identifier)
             name = _folder_name(child, identifier)
         except Exception as exc:
-            logger.warning("%s [%s]: sub-folder %d unreadable: %s", path, folder_path, index, exc)
+            yield _failure(path, where, f"sub-folder {index} unreadable: {describe(exc)}")
             continue
         yield child, f"{folder_path}/{name}" if folder_path else name
 
