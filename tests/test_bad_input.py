@@ -181,7 +181,21 @@ def _mbox(path: Path, count: int) -> None:
             )
 
 
-def test_sigterm_leaves_the_case_incomplete_and_a_rerun_completes(tmp_path: Path) -> None:
+#: Files of a case folder that an interrupted-then-rerun case must match byte for byte.
+CASE_FILES = (
+    "messages.ndjson",
+    "findings.ndjson",
+    "failures.ndjson",
+    "timeline.csv",
+    "timeline.jsonl",
+    "summary.json",
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_leaves_the_case_incomplete_and_a_rerun_completes(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
     evidence = tmp_path / "big.mbox"
     _mbox(evidence, 20_000)
     out = tmp_path / "case"
@@ -191,15 +205,22 @@ def test_sigterm_leaves_the_case_incomplete_and_a_rerun_completes(tmp_path: Path
     while not (out / "messages.ndjson.partial").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143
-    assert "SIGTERM: stopped; the case folder is marked incomplete" in stderr
+    assert process.returncode == 128 + signum
+    assert f"{signum.name}: stopped; the case folder is marked incomplete" in stderr
     assert _summary(out)["status"] == "incomplete"
-    assert not (out / "messages.ndjson").exists()
+    # No file that looks complete: only .partial names, and the summary says incomplete.
+    assert not [name for name in CASE_FILES[:-1] if (out / name).exists()]
     rerun = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
     summary = _summary(out)
     assert summary["status"] == "complete"
     assert summary["totals"]["messages_written"] == 20_000  # type: ignore[index]
     assert not list(out.glob("*.partial"))
+    # The rerun gives exactly what an uninterrupted run gives.
+    clean = tmp_path / "clean"
+    command[-1] = str(clean)
+    assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
+    for name in CASE_FILES:
+        assert (out / name).read_bytes() == (clean / name).read_bytes(), name

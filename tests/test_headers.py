@@ -206,3 +206,13 @@ def test_corpus_received_spf_only(corpus_dir: Path) -> None:
 )
 def test_corpus_from(corpus_dir: Path, name: str, expected: list[Address]) -> None:
     assert _read_eml(corpus_dir / "eml" / name).from_ == expected
+
+
+def test_debris_of_malformed_address_headers_is_no_mailbox() -> None:
+    # Found by fuzzing: "@[<" came back as the address "@[<]".
+    assert parse_addresses(["@[<"]) == [Address(name="@[<]", address="")]
+    assert parse_addresses(['"quoted local"@x.example, z@[203.0.113.7], "a<b" <c@d.e>']) == [
+        Address(name="", address='"quoted local"@x.example'),
+        Address(name="", address="z@[203.0.113.7]"),
+        Address(name="a<b", address="c@d.e"),
+    ]

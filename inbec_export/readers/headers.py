@@ -169,11 +169,24 @@ def parse_addresses(values: list[str]) -> list[Address]:
         name = _clean_name(name)
         if "@" not in address and not name:
             continue
-        if "@" not in address:
+        if "@" not in address or not _is_addr_spec(address):
+            # Not an address (a bare name, or debris of a malformed header): kept as a
+            # display name so nothing is lost, but never taken for a mailbox or domain.
             name, address = (name or address), ""
         addresses.append(Address(name=name, address=address.lower()))
     return addresses
 
+
+#: Characters that cannot appear in a domain or an unquoted local part (RFC 5322 3.4.1).
+_NOT_IN_ADDRESS = re.compile(r'[<>()\s,;"]')
+
+
+def _is_addr_spec(address: str) -> bool:
+    local, _, domain = address.rpartition("@")
+    if _NOT_IN_ADDRESS.search(domain):
+        return False
+    quoted = len(local) >= 2 and local.startswith('"') and local.endswith('"')
+    return quoted or not _NOT_IN_ADDRESS.search(local)
 
 _FOUR_DIGIT_YEAR = re.compile(r"(?<![\d:+\-])(\d{4})(?![\d:])")
 

@@ -312,7 +312,7 @@ def read_pst(evidence: EvidenceFile) -> Iterator[ReadEvent]:
 
     store = pypff.file()
     try:
-        store.open(evidence.path)
+        store.open(evidence.path, "r")  # read-only: evidence is never written
     except Exception as exc:
         reason = f"cannot open as PST/OST: {describe(exc)}"
         yield ItemFailure(evidence.path, None, reason)

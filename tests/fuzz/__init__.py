@@ -1,0 +1,1 @@
+"""Parser fuzz targets, shared by the property tests and the fuzzing script."""
