@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 
+import regex
+
 from inbec_export.domains import LookalikeDetector, LookalikeMatch, is_usable_domain, registrable
 from inbec_export.errors import UsageError
 
@@ -95,7 +97,7 @@ class CaseContext:
     auth_failures: dict[str, frozenset[str]] = field(
         default_factory=lambda: dict(DEFAULT_AUTH_FAILURES)
     )
-    subject_pattern: re.Pattern[str] | None = None
+    subject_pattern: regex.Pattern[str] | None = None
     freemail: frozenset[str] = field(default_factory=freemail_domains)
 
     def __post_init__(self) -> None:
@@ -131,3 +133,19 @@ class CaseContext:
     def is_freemail(self, domain: str | None) -> bool:
         """True when ``domain`` belongs to a free webmail provider."""
         return bool(domain) and registrable(domain or "") in self.freemail
+
+
+def compile_subject_pattern(text: str) -> regex.Pattern[str]:
+    """The analyst's ``--subject-pattern``, case-insensitive, in Python's ``re`` syntax.
+
+    Compiled with the ``regex`` module, whose matches take a time limit (see
+    :data:`~inbec_export.detections.subject_match.MATCH_TIMEOUT_SECONDS`).
+
+    Raises:
+        UsageError: the pattern does not compile (syntax, sizes, nesting).
+    """
+    try:
+        return regex.compile(text, regex.IGNORECASE | regex.VERSION0)
+    except (regex.error, OverflowError, RecursionError, ValueError) as exc:
+        reason = str(exc) or type(exc).__name__
+        raise UsageError(f"--subject-pattern is not a valid regular expression: {reason}") from None

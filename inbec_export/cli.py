@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import signal
 import sys
@@ -17,7 +18,12 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from inbec_export import __version__
-from inbec_export.case import CaseContext, parse_auth_failures, validate_case_id
+from inbec_export.case import (
+    CaseContext,
+    compile_subject_pattern,
+    parse_auth_failures,
+    validate_case_id,
+)
 from inbec_export.enrichment.virustotal import (
     VT_REQUESTS_PER_DAY,
     VT_REQUESTS_PER_MINUTE,
@@ -25,6 +31,7 @@ from inbec_export.enrichment.virustotal import (
 )
 from inbec_export.enrichment.whois import WHOIS_TIMEOUT_SECONDS
 from inbec_export.errors import InbecError, UsageError
+from inbec_export.sinks.case_folder import check_out_dir
 
 if TYPE_CHECKING:
     from inbec_export.enrichment import EnrichmentConfig
@@ -38,25 +45,43 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-out_console = Console()
-err_console = Console(stderr=True)
+#: Columns of output that goes to a file or a pipe (a log, CI), where nothing wraps it.
+PIPE_WIDTH = 200
+
+
+def _console(stderr: bool = False) -> Console:
+    """A console whose lines are never broken by us: a terminal wraps them itself, and a
+    file or pipe keeps them whole for grep (tables get :data:`PIPE_WIDTH` columns)."""
+    # emoji=False: an evidence subject ":skull:" is shown as written, not as a picture.
+    console = Console(stderr=stderr, soft_wrap=True, emoji=False)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPE_WIDTH
+    return console
+
+
+out_console = _console()
+err_console = _console(stderr=True)
 logger = logging.getLogger("inbec_export")
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+#: Line breaks and tabs: a space, so that one message stays one line (a file name with a
+#: newline cannot forge a line of its own).
+_BREAKS = re.compile(r"[\t\n\r\x85\u2028\u2029]")
 
 
 def safe(text: object) -> str:
     """Evidence text for the terminal: control and escape characters removed, markup escaped."""
     from rich.markup import escape
 
-    return escape(_CONTROL.sub("", str(text)))
+    return escape(_CONTROL.sub("", _BREAKS.sub(" ", str(text))))
 
 
 class _PlainText(logging.Filter):
     """Strips control and escape characters from log lines: they quote evidence."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = _CONTROL.sub("", record.getMessage())
+        record.msg = _CONTROL.sub("", _BREAKS.sub(" ", record.getMessage()))
         record.args = None
         return True
 
@@ -86,18 +111,46 @@ def _setup_logging(verbose: bool, quiet: bool) -> None:
     handler = _LineHandler()
     handler.addFilter(_PlainText())
     logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
-    # Library chatter ("Encoding property not found", olefile sector errors, extract-msg's
-    # CRITICAL "not an MSG file") names no evidence file; our readers report what matters
-    # per file and item.
-    for name in ("extract_msg", "olefile", "RTFDE", "compressed_rtf", "tzlocal"):
+    # Library chatter names no evidence file or says again, with a traceback, what our
+    # own one-line error says ("Encoding property not found", extract-msg's CRITICAL "not
+    # an MSG file", the HTTP clients' retries): our readers and sinks report what matters.
+    for name in QUIET_LIBRARIES:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.CRITICAL + 1)
 
 
+#: Loggers of libraries that stay silent unless --verbose.
+QUIET_LIBRARIES = (
+    "extract_msg",
+    "olefile",
+    "RTFDE",
+    "compressed_rtf",
+    "tzlocal",
+    "elastic_transport",
+    "elasticsearch",
+    "opensearch",
+    "opensearchpy",
+    "urllib3",
+    "requests",
+    "timesketch_api_client",
+    "timesketch_import_client",
+    "whois",
+)
+
+
 def _read_domain_file(path: Path) -> list[str]:
+    """Domains of a ``--legit-file``/list file: one a line, ``#`` comments; UTF-8 (with or
+    without a byte order mark) or UTF-16 with one, as Windows editors save "Unicode"."""
+    if not path.is_file():
+        raise UsageError(f"cannot read {path}: not a regular file")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        data = path.read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    encoding = "utf-16" if data[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8-sig"
+    try:
+        lines = data.decode(encoding).splitlines()
+    except UnicodeDecodeError:
+        raise UsageError(f"cannot read {path}: not UTF-8 or UTF-16 text") from None
     return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
 
 
@@ -186,6 +239,14 @@ GeoIpOption = Annotated[
         "--geoip-db", help="MaxMind City/Country or ASN database file, offline (repeatable)."
     ),
 ]
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        help="Evidence files read at the same time, in worker processes (same results).",
+        min=1,
+    ),
+]
 DEFAULT_OUT = Path("inbec-case")
 
 
@@ -203,6 +264,8 @@ class AnalysisOptions:
     quiet: bool
     #: The lookups to make at the end of the run (None: none, and no network use).
     enrichment: EnrichmentConfig | None = None
+    #: Evidence files read at the same time (the case folder is the same whatever it is).
+    workers: int = 1
 
 
 def enrichment_config(
@@ -260,7 +323,9 @@ def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, An
             options.subject_pattern,
             options.auth_fail,
         )
-        summary = _run(evidence, case, options.out, options.quiet, options.enrichment)
+        summary = _run(
+            evidence, case, options.out, options.quiet, options.enrichment, options.workers
+        )
     except UsageError as exc:
         error_line(f"{safe(exc)}")
         raise typer.Exit(2) from exc
@@ -303,6 +368,7 @@ def analyze(
     virustotal_per_minute: VirusTotalPerMinuteOption = VT_REQUESTS_PER_MINUTE,
     virustotal_per_day: VirusTotalPerDayOption = VT_REQUESTS_PER_DAY,
     geoip_db: GeoIpOption = None,
+    workers: WorkersOption = 1,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -327,7 +393,16 @@ def analyze(
         error_line(f"{safe(exc)}")
         raise typer.Exit(2) from exc
     options = AnalysisOptions(
-        legit, legit_file, allowlist, out, case_id, subject_pattern, auth_fail, quiet, enrichment
+        legit,
+        legit_file,
+        allowlist,
+        out,
+        case_id,
+        subject_pattern,
+        auth_fail,
+        quiet,
+        enrichment,
+        workers,
     )
     run_analysis(evidence, options)
 
@@ -345,17 +420,13 @@ def _build_case(
     missing = [str(p) for p in evidence if not p.exists()]
     if missing:
         raise UsageError(f"no such file or folder: {', '.join(missing)}")
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out} is a file, not a folder")
+    check_out_dir(out, evidence)
     domains = list(legit or [])
     if legit_file is not None:
         domains += _read_domain_file(legit_file)
     pattern = None
     if subject_pattern is not None:
-        try:
-            pattern = re.compile(subject_pattern, re.IGNORECASE)
-        except re.error as exc:
-            raise UsageError(f"--subject-pattern is not a valid regular expression: {exc}") from exc
+        pattern = compile_subject_pattern(subject_pattern)
     case = CaseContext(
         case_id=validate_case_id(case_id),
         legit_domains=tuple(domains),
@@ -378,6 +449,7 @@ def _run(
     out: Path,
     quiet: bool,
     enrichment: EnrichmentConfig | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     from inbec_export.pipeline import analyze as run_analysis
 
@@ -389,7 +461,8 @@ def _run(
         TimeElapsedColumn(),
         TextColumn("{task.description}"),
     )
-    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+    live = not quiet and err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=not live) as progress:
         task = progress.add_task("", total=None, messages=0, failures=0)
         counts = {"message": 0, "failure": 0}
 
@@ -404,7 +477,7 @@ def _run(
                     failures=counts["failure"],
                 )
 
-        return run_analysis(evidence, case, out, notify, enrichment)
+        return run_analysis(evidence, case, out, notify, enrichment, workers)
 
 
 def _table(title: str, *columns: str) -> Table:
@@ -430,9 +503,12 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
     out_console.print(table)
     if summary["failures"]:
         whole = totals["files_failed"]
+        items = totals["items_failed"] - whole
+        parts = [f"{whole} whole file{'s' if whole != 1 else ''}" if whole else ""]
+        parts.append(f"{items} single item{'s' if items != 1 else ''}" if items > 0 else "")
         out_console.print(
             f"[yellow]{totals['items_failed']} failed[/yellow] "
-            f"({whole} whole file{'s' if whole != 1 else ''}, the rest single items):"
+            f"({', '.join(part for part in parts if part)}):"
         )
         for failure in summary["failures"][:10]:
             item = f" [{failure['item']}]" if failure["item"] else ""
@@ -472,10 +548,21 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
         if len(key) > 15:
             out_console.print(f"  ... {len(key) - 15} more in summary.json and findings.ndjson")
     _print_enrichment(summary.get("enrichment") or {})
-    out_console.print(
-        f"Case folder: [bold]{safe(out)}[/bold] (summary.json, timeline.csv, findings.ndjson, "
-        "messages.ndjson, timeline.jsonl)"
-    )
+    by_severity = summary.get("findings_by_severity") or {}
+    if by_severity:
+        counts = ", ".join(
+            f"{severity} {by_severity[severity]}"
+            for severity in ("critical", "high", "medium", "low")
+            if severity in by_severity
+        )
+        out_console.print(f"Findings: {sum(by_severity.values())} ({counts})")
+    files = ["report.html", "summary.json", "timeline.csv", "findings.ndjson"]
+    files += ["messages.ndjson", "timeline.jsonl"]
+    if (out / "subject-matches.csv").exists():
+        files.append("subject-matches.csv")
+    if totals["items_failed"]:
+        files.append("failures.ndjson")
+    out_console.print(f"Case folder: [bold]{safe(out)}[/bold] ({', '.join(files)})")
 
 
 def _print_enrichment(enrichment: dict[str, Any]) -> None:

@@ -28,7 +28,7 @@ from inbec_export.cli import (
     safe,
 )
 from inbec_export.ecs.mappings import DEFAULT_PREFIX
-from inbec_export.errors import UsageError
+from inbec_export.errors import UsageError, check_server_url
 from inbec_export.sinks.search import (
     FLAVOURS,
     Connection,
@@ -158,7 +158,8 @@ def _with_progress(
         TimeElapsedColumn(),
     )
     started = time.monotonic()
-    with Progress(*columns, console=err_console, transient=True, disable=quiet) as progress:
+    live = not quiet and err_console.is_terminal
+    with Progress(*columns, console=err_console, transient=True, disable=not live) as progress:
         task = progress.add_task("", total=None, rate="0")
 
         def notify(done: int, total: int) -> None:
@@ -296,12 +297,13 @@ def timesketch(
     )
     try:
         config = _timesketch_client_config(client_config)
+        url = check_server_url(url or config.url or DEFAULT_TIMESKETCH_URL)
         user = user or config.username
         if not user:
             raise UsageError("give --user (or $INBEC_TIMESKETCH_USER, or a client config)")
         verify_tls = not insecure and config.verify_tls is not False
         target = TimesketchTarget(
-            url=url or config.url or DEFAULT_TIMESKETCH_URL,
+            url=url,
             username=user,
             password=password,
             sketch_id=sketch,

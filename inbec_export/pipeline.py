@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inbec_export import ECS_VERSION, __version__
+from inbec_export import ECS_VERSION, TOOL_NAME, __version__
 from inbec_export.case import CaseContext
 from inbec_export.detections import RuleSet, subject_match_row
 from inbec_export.ecs.documents import finding_document, message_document
@@ -93,12 +93,16 @@ def analyze(
     out_dir: Path,
     progress: ProgressCallback | None = None,
     enrichment: EnrichmentConfig | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Read ``inputs``, run every rule, and write the case folder ``out_dir``.
 
     Args:
         enrichment: the lookup sources to ask at the end of the run (none by default:
             then the run opens no network connection).
+        workers: evidence files read at the same time, in worker processes. The rules
+            still see every message in input order, so the case folder is the same
+            byte for byte whatever the number.
 
     Returns:
         The summary that was written to ``summary.json``.
@@ -109,7 +113,7 @@ def analyze(
     enricher = Enricher(enrichment, case, out_dir) if enrichment and enrichment.enabled else None
     folder = CaseFolder(out_dir)
     try:
-        for event in iter_evidence(inputs):
+        for event in iter_evidence(inputs, workers):
             if isinstance(event, MessageRecord):
                 _handle_message(event, case, rules, folder, stats, enricher)
                 notify("message", event.evidence_path)
@@ -252,7 +256,7 @@ def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
     enrichment = {} if stats.enrichment is None else {"enrichment": stats.enrichment}
     return {
         **enrichment,
-        "tool": {"name": "inbec-export", "version": __version__, "ecs_version": ECS_VERSION},
+        "tool": {"name": TOOL_NAME, "version": __version__, "ecs_version": ECS_VERSION},
         "case": {
             "id": case.case_id,
             "legit_domains": list(case.legit_domains),

@@ -103,6 +103,8 @@ def test_every_command_leaves_evidence_untouched(evidence: Path, tmp_path: Path)
                 "http://127.0.0.1:9",
                 "--user",
                 "analyst",
+                "--password",
+                "not-a-real-password",
                 "--sketch",
                 "1",
             ],

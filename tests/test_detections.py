@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from inbec_export.case import CaseContext
+from inbec_export.case import CaseContext, compile_subject_pattern
 from inbec_export.detections import (
     SUBJECT_MATCH_COLUMNS,
     RuleSet,
@@ -270,7 +269,7 @@ def test_every_finding_is_json_serialisable() -> None:
             body="Our bank details changed; new IBAN below. Urgent.",
         ),
     ]
-    case = StubCase(subject_pattern=re.compile("invoice", re.I))
+    case = StubCase(subject_pattern=compile_subject_pattern("invoice"))
     findings = list(run_rules(case, records))
     assert {f.rule_id for f in findings} == {r.id for r in rules()} - {"reply-to-mismatch"}
     for finding in findings:
@@ -1033,7 +1032,7 @@ def test_thread_intrusion_new_poster_without_list_fields_is_reported() -> None:
 
 
 def test_subject_match_findings_and_csv_row() -> None:
-    case = StubCase(subject_pattern=re.compile(r"invoice\s+\d+", re.IGNORECASE))
+    case = StubCase(subject_pattern=compile_subject_pattern(r"invoice\s+\d+"))
     hit = rec("1", to=["bob@vendor.com", "ap@vendor.com"], subject="RE: Invoice 4471 payment")
     miss = rec("2", subject="Lunch")
     none = rec("3", subject=None)

@@ -58,6 +58,16 @@ def _target(server: Any, **kwargs: Any) -> TimesketchTarget:
     return TimesketchTarget(server.url, server.username, server.password, **kwargs)
 
 
+def _export(case_dir: Path, password: str, *options: str) -> Any:
+    """``inbec export timesketch --from-case CASE_DIR OPTIONS -q`` with the password in the
+    environment, as a user would give it."""
+    return runner.invoke(
+        app,
+        ["export", "timesketch", "--from-case", str(case_dir), *options, "-q"],
+        env={"INBEC_TIMESKETCH_PASSWORD": password},
+    )
+
+
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     # requests would send even 127.0.0.1 through a proxy configured in the environment.
@@ -66,22 +76,15 @@ def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_sample_case_upload(timesketch_server: Any, sample_case: Path) -> None:
     name = _sketch_name()
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "timesketch",
-            "--from-case",
-            str(sample_case),
-            "--url",
-            timesketch_server.url,
-            "--user",
-            timesketch_server.username,
-            "--sketch-name",
-            name,
-            "-q",
-        ],
-        env={"INBEC_TIMESKETCH_PASSWORD": timesketch_server.password},
+    result = _export(
+        sample_case,
+        timesketch_server.password,
+        "--url",
+        timesketch_server.url,
+        "--user",
+        timesketch_server.username,
+        "--sketch-name",
+        name,
     )
     assert result.exit_code == 0, result.output
     events = count_events(sample_case)
@@ -152,22 +155,15 @@ def test_second_upload_adds_no_timeline(timesketch_server: Any, sample_case: Pat
 
 
 def test_wrong_password_is_one_clear_line(timesketch_server: Any, sample_case: Path) -> None:
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "timesketch",
-            "--from-case",
-            str(sample_case),
-            "--url",
-            timesketch_server.url,
-            "--user",
-            timesketch_server.username,
-            "--sketch",
-            "1",
-            "-q",
-        ],
-        env={"INBEC_TIMESKETCH_PASSWORD": "wrong-password-123"},
+    result = _export(
+        sample_case,
+        "wrong-password-123",
+        "--url",
+        timesketch_server.url,
+        "--user",
+        timesketch_server.username,
+        "--sketch",
+        "1",
     )
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.strip()]
@@ -182,22 +178,8 @@ def test_unreachable_server_is_one_clear_line(sample_case: Path) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "timesketch",
-            "--from-case",
-            str(sample_case),
-            "--url",
-            f"http://127.0.0.1:{port}",
-            "--user",
-            "x",
-            "--sketch",
-            "1",
-            "-q",
-        ],
-        env={"INBEC_TIMESKETCH_PASSWORD": "pw"},
+    result = _export(
+        sample_case, "pw", "--url", f"http://127.0.0.1:{port}", "--user", "x", "--sketch", "1"
     )
     assert result.exit_code == 1
     assert result.output.strip() == (
@@ -223,22 +205,15 @@ def test_sketch_without_write_permission_is_one_clear_line(
     )
     sketch = api.create_sketch(_sketch_name())
     assert sketch.add_to_acl(user_list=[reader], permissions=["read"])
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "timesketch",
-            "--from-case",
-            str(sample_case),
-            "--url",
-            timesketch_server.url,
-            "--user",
-            reader,
-            "--sketch",
-            str(sketch.id),
-            "-q",
-        ],
-        env={"INBEC_TIMESKETCH_PASSWORD": reader_password},
+    result = _export(
+        sample_case,
+        reader_password,
+        "--url",
+        timesketch_server.url,
+        "--user",
+        reader,
+        "--sketch",
+        str(sketch.id),
     )
     assert result.exit_code == 1
     assert " ".join(result.output.split()) == (
@@ -258,22 +233,15 @@ def test_client_config_gives_url_and_user(
         encoding="utf-8",
     )
     name = _sketch_name()
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "timesketch",
-            "--from-case",
-            str(sample_case),
-            "--client-config",
-            str(rc),
-            "--sketch-name",
-            name,
-            "--timeline-name",
-            "from the client config",
-            "-q",
-        ],
-        env={"INBEC_TIMESKETCH_PASSWORD": timesketch_server.password},
+    result = _export(
+        sample_case,
+        timesketch_server.password,
+        "--client-config",
+        str(rc),
+        "--sketch-name",
+        name,
+        "--timeline-name",
+        "from the client config",
     )
     assert result.exit_code == 0, result.output
     events = count_events(sample_case)

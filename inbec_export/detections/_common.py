@@ -69,12 +69,21 @@ def add_capped(values: dict[str, None], value: str, cap: int = MAX_LISTED_VALUES
         values[value] = None
 
 
+#: The only characters of an IPv4 literal (an IPv6 literal always holds a colon).
+_IPV4_CHARACTERS = frozenset("0123456789.")
+
+
 def is_hostname(host: str | None) -> bool:
     """True for a dotted host name; False for IP literals and single labels."""
     if not host or "." not in host.strip("."):
         return False
+    literal = host.strip("[]")
+    # Most hosts are names: answered without parsing them as an address (which costs
+    # an exception each time).
+    if ":" not in literal and not _IPV4_CHARACTERS.issuperset(literal):
+        return True
     try:
-        ipaddress.ip_address(host.strip("[]"))
+        ipaddress.ip_address(literal)
     except ValueError:
         return True
     return False

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from inbec_export.detections._common import (
     auth_failures,
@@ -112,8 +112,11 @@ IBAN_LENGTHS: dict[str, int] = {
 
 # A run of upper-case groups that starts like an IBAN; possessive, so a long run of
 # digits costs one pass. Where the IBAN ends inside the run is decided by its length.
+# The first letter comes before the look-behind (no letter or digit before it) so that
+# the search skips to upper-case letters at once instead of trying every position.
 _IBAN_RUN = re.compile(
-    r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}[A-Z0-9]*+(?:[ \u00a0][A-Z0-9]++){0,10}(?![A-Za-z0-9])"
+    r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}[A-Z0-9]*+(?:[ \u00a0][A-Z0-9]++){0,10}"
+    r"(?![A-Za-z0-9])"
 )
 
 _LABELS: tuple[str, ...] = tuple(label for label, _ in PAYMENT_PHRASES)
@@ -125,13 +128,61 @@ _SCANNER = re.compile(
 )
 
 
+#: The lower-cased starts of every word a phrase of :data:`PAYMENT_PHRASES` can begin
+#: with (kept in step with the table; a test checks the fast scan against the plain one).
+PHRASE_STARTS: tuple[str, ...] = (
+    "cha", "new", "upd", "ban", "iba", "swi", "bic", "sor", "wir", "ach", "aba", "rou",
+    "acc", "ove", "out", "unp", "pas", "urg", "asa", "gif", "itu", "app", "goo", "ste",
+    "ama", "w-2", "w2", "dir", "pay", "neu", "geä", "änd",
+)  # fmt: skip
+
+# Characters that match an ASCII letter of the phrases case-insensitively but do not
+# lower-case to it ("İ" also lower-cases to two characters): text with any of them is
+# scanned the plain way, so that the fast scan never misses a phrase.
+_CASE_ODDITIES = ("\u0130", "\u0131", "\u017f")
+
+
 def payment_phrases(text: str) -> list[str]:
-    """The labels of the payment phrases in ``text``, in :data:`PAYMENT_PHRASES` order."""
+    """The labels of the payment phrases in ``text``, in :data:`PAYMENT_PHRASES` order.
+
+    The result is that of one left-to-right, non-overlapping scan with every phrase, but
+    the phrases are tried only where the text holds one of :data:`PHRASE_STARTS` (found
+    with plain substring search): many times faster on long bodies.
+    """
     found: set[int] = set()
-    for hit in _SCANNER.finditer(text):
+    for hit in _scan(text):
         if hit.lastgroup:
             found.add(int(hit.lastgroup[1:]))
     return [_LABELS[index] for index in sorted(found)]
+
+
+def _scan(text: str) -> Iterator[re.Match[str]]:
+    """The scanner's matches in ``text``, as ``_SCANNER.finditer`` gives them."""
+    if any(odd in text for odd in _CASE_ODDITIES):
+        yield from _SCANNER.finditer(text)
+        return
+    # Same length as ``text`` (no character above changes length when lower-cased).
+    lowered = text.lower()
+    end = 0
+    for start in _candidates(lowered):
+        if start < end:
+            continue
+        hit = _SCANNER.match(text, start)
+        if hit is not None:
+            end = hit.end()
+            yield hit
+
+
+def _candidates(lowered: str) -> list[int]:
+    """Every position of ``lowered`` where one of :data:`PHRASE_STARTS` begins, sorted."""
+    positions: list[int] = []
+    for prefix in PHRASE_STARTS:
+        position = lowered.find(prefix)
+        while position >= 0:
+            positions.append(position)
+            position = lowered.find(prefix, position + 1)
+    positions.sort()
+    return positions
 
 
 def iban_checks(iban: str) -> bool:

@@ -1,9 +1,10 @@
 """Rule ``subject-match``: messages whose subject matches the case's subject pattern.
 
-Active only when the case sets ``subject_pattern``; the pattern is applied with
-:func:`re.search` to the decoded subject (RFC 2047). One low-severity finding per matching
-message, raised as it streams past. Messages without a Subject field are not matched; an
-empty subject is matched as the empty string.
+Active only when the case sets ``subject_pattern``; the pattern is searched for in the
+decoded subject (RFC 2047) with a time limit per subject, so a pattern that backtracks
+catastrophically on a hostile subject costs that subject, not the run. One low-severity
+finding per matching message, raised as it streams past. Messages without a Subject
+field are not matched; an empty subject is matched as the empty string.
 
 The evidence carries the values of a ``subject-matches.csv`` row (``date``, ``from``,
 ``to``, ``subject``, ``message_id``, ``doc_id``); :func:`subject_match_row` turns a
@@ -20,6 +21,9 @@ from inbec_export.detections.base import Rule, register
 from inbec_export.model import Finding, MessageRecord, MessageRef
 
 logger = logging.getLogger(__name__)
+
+#: Seconds one subject may take to match; past that it is reported and not matched.
+MATCH_TIMEOUT_SECONDS = 1.0
 
 #: Columns of a subject-match row, in order.
 SUBJECT_MATCH_COLUMNS: tuple[str, ...] = ("date", "from", "to", "subject", "message_id", "doc_id")
@@ -38,7 +42,16 @@ class SubjectMatchRule(Rule):
         pattern = self.case.subject_pattern
         if pattern is None or record.subject is None:
             return ()
-        found = pattern.search(record.subject)
+        try:
+            found = pattern.search(record.subject, timeout=MATCH_TIMEOUT_SECONDS)
+        except TimeoutError:
+            warning = (
+                f"--subject-pattern took over {MATCH_TIMEOUT_SECONDS} s on this subject; "
+                "not matched (simplify the pattern)"
+            )
+            logger.warning("%s [%s]: %s", record.evidence_path, record.item_id, warning)
+            record.warnings.append(warning)
+            return ()
         if found is None:
             return ()
         sender = sender_of(record)

@@ -57,12 +57,46 @@ def _unique(values: Iterable[str | None]) -> list[str]:
 def _prune(value: Any) -> Any:
     """Drop None, empty strings, empty lists and empty objects, recursively."""
     if isinstance(value, dict):
-        pruned = {k: _prune(v) for k, v in value.items()}
-        return {k: v for k, v in pruned.items() if v not in (None, "", [], {})}
+        return _prune_dict(value)
     if isinstance(value, list):
-        items = [_prune(v) for v in value]
-        return [v for v in items if v not in (None, "", [], {})]
+        return _prune_list(value)
     return value
+
+
+# One pass per container, recursing only into containers: a message document has about
+# a hundred values, and this runs once per message.
+def _prune_dict(value: dict[str, Any]) -> dict[str, Any]:
+    pruned: dict[str, Any] = {}
+    for key, item in value.items():
+        kept = _kept(item)
+        if kept is not _DROP:
+            pruned[key] = kept
+    return pruned
+
+
+def _prune_list(value: list[Any]) -> list[Any]:
+    pruned: list[Any] = []
+    for item in value:
+        kept = _kept(item)
+        if kept is not _DROP:
+            pruned.append(kept)
+    return pruned
+
+
+_DROP = object()
+
+
+def _kept(item: Any) -> Any:
+    """``item`` pruned, or ``_DROP`` when it is None or empty (after pruning)."""
+    if item is None:
+        return _DROP
+    if isinstance(item, dict):
+        item = _prune_dict(item)
+    elif isinstance(item, list):
+        item = _prune_list(item)
+    elif not isinstance(item, str):
+        return item
+    return item if item else _DROP
 
 
 def source_ip(record: MessageRecord) -> str | None:

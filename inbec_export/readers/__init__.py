@@ -6,12 +6,14 @@ this package registers them all.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from inbec_export import TOOL_NAME
 from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
 from inbec_export.readers import eml, mbox, msg, pst  # noqa: F401  (registration)
 from inbec_export.readers.base import describe, hash_file, reader_for, readers, sniff_format
@@ -45,6 +47,26 @@ EvidenceEvent = FileOpened | FileSkipped | ReadEvent
 EVIDENCE_SUFFIXES = (".pst", ".ost", ".msg", ".eml", ".mbox", ".mbx")
 
 
+#: Largest ``summary.json`` read to tell whether a folder is a case folder, in bytes.
+MAX_SUMMARY_BYTES = 64 * 1024 * 1024
+
+
+def is_case_folder(folder: Path, files: Iterable[str]) -> bool:
+    """True when ``folder`` is a case folder this tool wrote (its ``summary.json`` says so,
+    complete or not)."""
+    if "summary.json" not in files:
+        return False
+    path = folder / "summary.json"
+    try:
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            return False
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    tool = summary.get("tool") if isinstance(summary, dict) else None
+    return isinstance(tool, dict) and tool.get("name") == TOOL_NAME
+
+
 def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
     """Yield every file under ``inputs`` (files and folders, recursively), sorted by path,
     and an :class:`ItemFailure` for each folder that cannot be listed.
@@ -67,6 +89,12 @@ def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
                 subfolders[:] = []
                 continue
             walked.add(real)
+            if is_case_folder(Path(folder), files):
+                # Our own output (a case folder inside the evidence, or --out there):
+                # never evidence, and reading it would make every re-run differ.
+                logger.info("%s: a case folder of inbec-export; not read as evidence", folder)
+                subfolders[:] = []
+                continue
             subfolders.sort()
             while errors:
                 error = errors.pop(0)
@@ -82,12 +110,23 @@ def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
             yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
 
 
-def iter_evidence(inputs: Iterable[Path]) -> Iterator[EvidenceEvent]:
+def iter_evidence(inputs: Iterable[Path], workers: int = 1) -> Iterator[EvidenceEvent]:
     """Read every evidence file under ``inputs``, one event at a time.
 
     A file that cannot be opened or read costs that file only: it becomes an
     :class:`ItemFailure` with ``item=None`` and the walk goes on.
+
+    Args:
+        inputs: evidence files and folders.
+        workers: files read at the same time, in worker processes
+            (:mod:`~inbec_export.readers.parallel`); the events come in the same order
+            whatever the number.
     """
+    if workers > 1:
+        from inbec_export.readers.parallel import iter_parallel
+
+        yield from iter_parallel(inputs, workers)
+        return
     for path in walk_inputs(inputs):
         if isinstance(path, ItemFailure):
             yield path

@@ -188,6 +188,7 @@ def _is_addr_spec(address: str) -> bool:
     quoted = len(local) >= 2 and local.startswith('"') and local.endswith('"')
     return quoted or not _NOT_IN_ADDRESS.search(local)
 
+
 _FOUR_DIGIT_YEAR = re.compile(r"(?<![\d:+\-])(\d{4})(?![\d:])")
 
 _FALLBACK_DATE_FORMATS = (

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.message
 import email.policy
 import hashlib
 import logging
+import quopri
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from email.message import Message
+from typing import Any, TypeVar
 
 from inbec_export.model import BODY_CAP_CHARS, Attachment, Headers, MessageRecord, ReadEvent
 from inbec_export.readers import headers as h
@@ -26,6 +31,43 @@ MAX_FIELD_CHARS = 4 * 1024 * 1024
 
 #: Most header fields kept from one message.
 MAX_HEADER_FIELDS = 5_000
+
+#: Fields the rules read, kept even past :data:`MAX_HEADER_FIELDS`: padding a message
+#: with junk fields must not hide its sender, subject or authentication results.
+ALWAYS_KEPT_FIELDS = frozenset(
+    {
+        "from",
+        "sender",
+        "reply-to",
+        "return-path",
+        "to",
+        "cc",
+        "bcc",
+        "subject",
+        "date",
+        "message-id",
+        "in-reply-to",
+        "references",
+        "thread-index",
+        "thread-topic",
+        "x-originating-ip",
+        "x-sender-ip",
+        "authentication-results",
+        "arc-authentication-results",
+        "received-spf",
+        "x-mailer",
+        "user-agent",
+        "content-type",
+        "content-transfer-encoding",
+        "mime-version",
+        "list-id",
+        "list-post",
+        "precedence",
+    }
+)
+
+#: Most of those fields kept past :data:`MAX_HEADER_FIELDS`.
+MAX_KEPT_PAST_LIMIT = 1_000
 
 #: Most attachments listed from one message.
 MAX_ATTACHMENTS = 2_000
@@ -62,7 +104,10 @@ def parse_header_block(text: str) -> tuple[Headers, list[str]]:
         if not sep or not name or " " in name.strip() or name.startswith("From "):
             skipped += 1
             continue
-        if len(fields) >= MAX_HEADER_FIELDS:
+        if len(fields) >= MAX_HEADER_FIELDS and (
+            name.strip().lower() not in ALWAYS_KEPT_FIELDS
+            or len(fields) >= MAX_HEADER_FIELDS + MAX_KEPT_PAST_LIMIT
+        ):
             dropped += 1
             continue
         value = value.lstrip(" \t")
@@ -179,6 +224,53 @@ def _auth_results(headers: Headers) -> list:  # type: ignore[type-arg]
 MAX_EMBED_DEPTH = 50
 
 
+#: Recursion limit for parsing a message nested deeper than the interpreter's default
+#: allows (the standard library's MIME parser and generator recurse once per level).
+DEEP_RECURSION_LIMIT = 30_000
+
+#: Stack of the thread that does such a parse, in bytes (the default is too small).
+DEEP_STACK_BYTES = 512 * 1024 * 1024
+
+_T = TypeVar("_T")
+
+
+def deep_call(function: Callable[..., _T], *arguments: Any) -> _T:
+    """``function(*arguments)``; on RecursionError, again in a thread with a large stack
+    and a high recursion limit, so that a hostile nesting of thousands of MIME levels is
+    read rather than lost. A RecursionError even then is raised."""
+    try:
+        return function(*arguments)
+    except RecursionError:
+        logger.debug("deep nesting: parsing again with a larger stack")
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        previous = sys.getrecursionlimit()
+        sys.setrecursionlimit(max(previous, DEEP_RECURSION_LIMIT))
+        try:
+            outcome["value"] = function(*arguments)
+        except BaseException as exc:  # handed to the caller's thread
+            outcome["error"] = exc
+        finally:
+            sys.setrecursionlimit(previous)
+
+    with _DEEP_LOCK:
+        previous_size = threading.stack_size(DEEP_STACK_BYTES)
+        try:
+            worker = threading.Thread(target=run, name="inbec-deep-parse")
+            worker.start()
+        finally:
+            threading.stack_size(previous_size)
+        worker.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    result: _T = outcome["value"]
+    return result
+
+
+_DEEP_LOCK = threading.Lock()
+
+
 def read_message_tree(
     record: MessageRecord, raw: bytes, failure: Callable[[str, str], ReadEvent]
 ) -> Iterator[ReadEvent]:
@@ -240,12 +332,11 @@ def record_from_bytes(
             attached to this one (``message/rfc822``), for the caller to read in turn.
     """
     header_end = _header_end(raw)
-    header_text = raw[:header_end].decode("utf-8", errors="surrogateescape")
-    headers, warnings = parse_header_block(_printable(header_text))
+    headers, warnings = parse_header_block(decode_header_bytes(raw[:header_end]))
     record.warnings.extend(warnings)
     apply_headers(record, headers)
     try:
-        message = email.message_from_bytes(raw[: header_end + 64 * 1024 * 1024])
+        message = deep_call(email.message_from_bytes, raw[: header_end + 64 * 1024 * 1024])
     except Exception as exc:  # the stdlib parser is lenient, but be sure
         record.warnings.append(f"MIME structure unreadable: {exc}")
         return record
@@ -256,9 +347,24 @@ def record_from_bytes(
     return record
 
 
-def _printable(text: str) -> str:
-    # Undecodable bytes in headers come back as surrogates; show them as U+FFFD.
-    return text.encode("utf-8", errors="replace").decode("utf-8", errors="replace")
+def decode_header_bytes(data: bytes) -> str:
+    """A raw header block as text: UTF-8 (RFC 6532), else, line by line, Windows-1252.
+
+    RFC 5322 headers are ASCII, but mailers write 8-bit names and subjects raw, mostly in
+    UTF-8 or a Windows code page: ``Andr\xe9`` is read as ``André``, not lost. Bytes that
+    code page leaves undefined become U+FFFD.
+    """
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    lines = []
+    for line in data.split(b"\n"):
+        try:
+            lines.append(line.decode("utf-8"))
+        except UnicodeDecodeError:
+            lines.append(line.decode("cp1252", errors="replace"))
+    return "\n".join(lines)
 
 
 def _header_end(raw: bytes) -> int:
@@ -278,10 +384,15 @@ def fill_body_and_attachments(
     plain: list[str] = []
     html: list[str] = []
     count = 0
-    for part, depth in _walk(message, 0):
+    too_deep = False
+    for part, depth in _walk(message, MAX_MIME_DEPTH):
         if depth > MAX_MIME_DEPTH:
-            record.warnings.append(f"MIME nesting deeper than {MAX_MIME_DEPTH}; rest skipped")
-            break
+            if not too_deep:
+                record.warnings.append(
+                    f"MIME nesting deeper than {MAX_MIME_DEPTH}; the deeper parts skipped"
+                )
+            too_deep = True
+            continue
         ctype = part.get_content_type()
         if part.is_multipart() and ctype != "message/rfc822":
             continue
@@ -289,9 +400,10 @@ def fill_body_and_attachments(
         filename = _part_filename(part, record)
         if disposition == "attachment" or filename or ctype == "message/rfc822":
             if count < MAX_ATTACHMENTS:
-                record.attachments.append(_attachment(part, filename, ctype))
-                if ctype == "message/rfc822" and embedded is not None:
-                    embedded.append((count, _payload_bytes(part)))
+                data = _message_bytes(part, record) if ctype == "message/rfc822" else None
+                record.attachments.append(_attachment(part, filename, ctype, data))
+                if data and embedded is not None:
+                    embedded.append((count, data))
             count += 1
             continue
         if ctype == "text/plain":
@@ -313,15 +425,21 @@ def set_body(record: MessageRecord, body: str) -> None:
         record.body = body
 
 
-def _walk(part: Message, depth: int):  # type: ignore[no-untyped-def]
-    yield part, depth
-    # An attached message is a leaf here: it is read as a record of its own.
-    if part.is_multipart() and part.get_content_type() != "message/rfc822":
-        payload = part.get_payload()
-        if isinstance(payload, list):
-            for child in payload:
-                if isinstance(child, Message):
-                    yield from _walk(child, depth + 1)
+def _walk(message: Message, limit: int) -> Iterator[tuple[Message, int]]:
+    """The MIME parts of ``message`` in document order with their depth, without recursion
+    (a hostile message nests thousands of levels); parts below ``limit`` + 1 levels are
+    not entered. An attached message is a leaf here: it is read as a record of its own."""
+    stack: list[tuple[Message, int]] = [(message, 0)]
+    while stack:
+        part, depth = stack.pop()
+        yield part, depth
+        if depth > limit:
+            continue
+        if part.is_multipart() and part.get_content_type() != "message/rfc822":
+            payload = part.get_payload()
+            if isinstance(payload, list):
+                children = [child for child in payload if isinstance(child, Message)]
+                stack.extend((child, depth + 1) for child in reversed(children))
 
 
 def _part_filename(part: Message, record: MessageRecord) -> str | None:
@@ -350,8 +468,35 @@ def _payload_bytes(part: Message) -> bytes:
     return b""
 
 
-def _attachment(part: Message, filename: str | None, ctype: str) -> Attachment:
-    data = _payload_bytes(part)
+def _message_bytes(part: Message, record: MessageRecord) -> bytes:
+    """The bytes of an attached message (``message/rfc822``); empty, with a warning, when
+    it cannot be had.
+
+    RFC 2046 allows only 7bit, 8bit or binary here, but senders also base64 or
+    quoted-printable encode it: the parser then takes the encoded text for a message with
+    no header, so it is decoded here.
+    """
+    try:
+        data = deep_call(_payload_bytes, part)
+    except RecursionError:
+        record.warnings.append("attached message nested too deep to read; not read")
+        return b""
+    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    try:
+        if encoding == "base64":
+            return base64.b64decode(b"".join(data.split()), validate=False)
+        if encoding == "quoted-printable":
+            return quopri.decodestring(data)
+    except (ValueError, binascii.Error) as exc:
+        record.warnings.append(f"attached message in {encoding} undecodable: {exc}")
+    return data
+
+
+def _attachment(
+    part: Message, filename: str | None, ctype: str, data: bytes | None = None
+) -> Attachment:
+    if data is None:
+        data = _payload_bytes(part)
     return Attachment(
         name=filename,
         size=len(data),

@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from inbec_export import TOOL_NAME
 from inbec_export.ecs.mappings import index_templates
-from inbec_export.errors import OutputError
+from inbec_export.errors import OutputError, UsageError
 from inbec_export.model import Finding, ItemFailure
 from inbec_export.sinks.spill import SortedSpill
 
@@ -55,8 +56,9 @@ SUBJECT_COLUMNS = ("date", "from", "to", "subject", "message_id", "doc_id")
 #: written as ``\udcXX`` so that the bytes stay recognisable and the run goes on.
 _ENCODE_ERRORS = "backslashreplace"
 
-#: Control characters (C0 but tab and newline, DEL, C1) that a terminal would act on.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+#: Control characters (C0, DEL, C1) and Unicode line breaks: escaped, so that a terminal
+#: acts on none and every row stays one line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -68,7 +70,12 @@ def csv_cell(value: object) -> str:
     text = "" if value is None else str(value)
     if text.startswith(_FORMULA_START):
         text = "'" + text
-    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+    return _CONTROL.sub(_escape, text)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def timeline_rows(finding: Finding) -> list[tuple[str, ...]]:
@@ -103,6 +110,35 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
+def check_out_dir(out_dir: Path, inputs: Iterable[Path]) -> None:
+    """Refuse a case folder that could overwrite evidence or anything else of the user's.
+
+    The case folder may be new, empty, or a case folder this tool wrote before (its
+    ``summary.json`` says so). It may lie inside an evidence folder (it is then not read
+    as evidence), but it may not be an evidence input itself.
+
+    Raises:
+        UsageError: ``out_dir`` is a file, an evidence input, or a folder with other files.
+    """
+    from inbec_export.readers import is_case_folder
+
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {out_dir} is a file, not a folder")
+    resolved = out_dir.resolve()
+    for source in inputs:
+        if source.resolve() == resolved:
+            raise UsageError(
+                f"--out {out_dir} is the evidence itself: write the case folder elsewhere"
+            )
+    if out_dir.is_dir():
+        names = os.listdir(out_dir)
+        if names and not is_case_folder(out_dir, names):
+            raise UsageError(
+                f"--out {out_dir} holds files that are not a case folder of this tool; "
+                "give a new or empty folder (nothing was written)"
+            )
+
+
 class CaseFolder:
     """Writes one analysis run into ``out_dir``; use as a context manager or call close()."""
 
@@ -113,7 +149,7 @@ class CaseFolder:
             (out_dir / MAPPINGS_DIR).mkdir(exist_ok=True)
         except OSError as exc:
             raise OutputError(f"cannot create case folder {out_dir}: {exc.strerror}") from exc
-        self._write_json(SUMMARY_FILE, {"status": "running"})
+        self._write_json(SUMMARY_FILE, {"tool": {"name": TOOL_NAME}, "status": "running"})
         # Files of an earlier run that this run may not write again must not linger.
         for name in (SUBJECT_MATCHES_CSV, TIMELINE_CSV):
             (out_dir / name).unlink(missing_ok=True)
@@ -196,7 +232,7 @@ class CaseFolder:
             handle.close()
         self._timeline_rows.discard()
         self._subject_rows.discard()
-        self._write_json(SUMMARY_FILE, {"status": "incomplete"})
+        self._write_json(SUMMARY_FILE, {"tool": {"name": TOOL_NAME}, "status": "incomplete"})
 
     def _write_csv(
         self, name: str, columns: tuple[str, ...], rows: Iterable[tuple[str, ...]]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from inbec_export.ecs.mappings import DEFAULT_PREFIX, KINDS, TEMPLATE_VERSION, index_templates
-from inbec_export.errors import InbecError, UsageError
+from inbec_export.errors import InbecError, UsageError, check_server_url
 
 logger = logging.getLogger(__name__)
 
@@ -67,12 +67,13 @@ class Connection:
     verify_tls: bool = True
 
     def __post_init__(self) -> None:
-        if not re.match(r"^https?://", self.url):
-            raise UsageError(f"--url {self.url!r}: give http:// or https:// and the host")
+        check_server_url(self.url)
         if self.user is not None and self.password is None:
             raise UsageError("--user needs a password (--password or the environment)")
         if self.ca_cert is not None and not self.ca_cert.is_file():
             raise UsageError(f"--ca-cert {self.ca_cert}: no such file")
+        if self.ca_cert is not None and not self.url.startswith("https://"):
+            raise UsageError("--ca-cert is for an https:// URL; this one is http://")
 
     def secrets(self) -> list[str]:
         """The secret values, so that error texts can be checked not to carry them."""
@@ -359,7 +360,12 @@ def count_documents(case_dir: Path) -> int:
 
 
 def case_actions(case_dir: Path, prefix: str, case_id: str) -> Iterator[dict[str, Any]]:
-    """Bulk ``create`` actions for every document of the case folder, streamed."""
+    """Bulk ``create`` actions for every document of the case folder, streamed.
+
+    Each document goes as the JSON text the case folder holds (both clients send a
+    string source as it is): parsing it only to serialise it again would cost about as
+    much as the whole request.
+    """
     for kind in KINDS:
         index = index_name(prefix, kind, case_id)
         with (case_dir / f"{kind}.ndjson").open(encoding="utf-8") as handle:
@@ -371,7 +377,7 @@ def case_actions(case_dir: Path, prefix: str, case_id: str) -> Iterator[dict[str
                     "_op_type": "create",
                     "_index": index,
                     "_id": doc_id,
-                    "_source": json.loads(document_line),
+                    "_source": document_line.rstrip("\n"),
                 }
 
 

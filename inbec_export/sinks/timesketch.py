@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from inbec_export.errors import UsageError
+from inbec_export.errors import UsageError, check_server_url
 from inbec_export.sinks.case_folder import TIMELINE_JSONL
 from inbec_export.sinks.search import ExportError, check_case_folder
 
@@ -107,8 +107,11 @@ class TimesketchTarget:
     verify_tls: bool = True
 
     def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise UsageError(f"--url {self.url!r}: give http:// or https:// and the host")
+        check_server_url(self.url)
+        if not self.password:
+            raise UsageError(
+                "give the password of --user with --password or $INBEC_TIMESKETCH_PASSWORD"
+            )
         if self.sketch_id is not None and self.sketch_name is not None:
             raise UsageError("give --sketch or --sketch-name, not both")
         if self.sketch_id is None and self.sketch_name is None:

@@ -1,0 +1,197 @@
+"""Parsing speed: ``inbec analyze`` on the corpus PSTs against a bare libpff loop.
+
+The bare loop (:func:`bare_loop`) is the practical limit of a Python reader on libpff
+(``pypff``): it walks every folder and item and reads the same properties our PST reader
+reads (the message, recipient and attachment properties it asks for, and every
+attachment's data, hashed), and does nothing else. ``inbec analyze`` reads, runs every
+rule, maps to ECS and writes the case folder and its report. ``readpst`` (libpst, Debian
+``pst-utils``), which converts the same files to mbox in C, is timed for comparison.
+
+Each corpus PST is given ``--repeat`` times (through symbolic links in a temporary
+folder, so the corpus is never copied) to make the times measurable. Every rate is the
+number of messages ``inbec analyze`` reports divided by that tool's time, so the rates
+compare the same work. Each tool runs ``--rounds`` times, interleaved, and the best time
+of each is kept (other load on the machine only makes a time longer).
+
+Run: ``python benchmarks/bench_parse.py [--corpus DIR] [--repeat 20] [--rounds 3]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inbec_export.readers.pst import ATTACHMENT_TAGS, MESSAGE_TAGS, RECIPIENT_TAGS
+
+#: The shared corpus sits beside the project checkout (as the tests expect it).
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+
+#: Chunk read from an attachment while hashing it, in bytes (as the reader does).
+CHUNK_BYTES = 1024 * 1024
+
+#: Target: our messages per second over the bare loop's.
+TARGET_RATIO = 0.7
+
+#: Target: how much faster two workers read two PSTs than one, on two cores.
+TARGET_SPEEDUP = 1.6
+
+
+def _entries(record_set: Any, wanted: frozenset[int]) -> None:
+    for index in range(record_set.get_number_of_entries()):
+        entry = record_set.get_entry(index)
+        if entry.get_entry_type() in wanted:
+            entry.get_value_type()
+            entry.get_data()
+
+
+def _attachment(attachment: Any) -> None:
+    for index in range(attachment.get_number_of_record_sets()):
+        _entries(attachment.get_record_set(index), ATTACHMENT_TAGS)
+    size = attachment.get_size()
+    digest = hashlib.sha256()
+    if size:
+        attachment.seek_offset(0, 0)
+        while chunk := attachment.read_buffer(CHUNK_BYTES):
+            digest.update(chunk)
+
+
+def _item(item: Any) -> None:
+    for index in range(item.get_number_of_record_sets()):
+        _entries(item.get_record_set(index), MESSAGE_TAGS)
+    try:
+        recipients = item.recipients
+    except Exception:  # non-mail items have no recipient table
+        recipients = None
+    if recipients is not None:
+        for index in range(recipients.get_number_of_record_sets()):
+            _entries(recipients.get_record_set(index), RECIPIENT_TAGS)
+    try:
+        count = item.get_number_of_attachments()
+    except AttributeError:  # plain items have no attachment API
+        count = 0
+    for index in range(count):
+        _attachment(item.get_attachment(index))
+
+
+def bare_loop(paths: list[Path]) -> int:
+    """Read every item of every file with pypff and nothing else; return the items read."""
+    import pypff
+
+    items = 0
+    for path in paths:
+        store = pypff.file()
+        store.open(str(path))
+        folders = [store.get_root_folder()]
+        while folders:
+            folder = folders.pop()
+            for index in range(folder.get_number_of_sub_messages()):
+                _item(folder.get_sub_message(index))
+                items += 1
+            folders.extend(
+                folder.get_sub_folder(i) for i in range(folder.get_number_of_sub_folders())
+            )
+        store.close()
+    return items
+
+
+def run_inbec(evidence: Path, out: Path, workers: int) -> int:
+    """``inbec analyze`` in a child process, as a user runs it; return messages read."""
+    command = [sys.executable, "-m", "inbec_export", "analyze", str(evidence), "-q"]
+    command += ["--legit", "acme-corp.com", "--out", str(out), "--workers", str(workers)]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    return int(summary["totals"]["messages_read"])
+
+
+def run_readpst(paths: list[Path], out: Path) -> None:
+    """``readpst`` on each file, one process per file, into ``out``."""
+    for index, path in enumerate(paths):
+        target = out / str(index)
+        target.mkdir(parents=True)
+        subprocess.run(["readpst", "-q", "-o", str(target), str(path)], check=True)
+    shutil.rmtree(out)
+
+
+def best_time(action: Callable[[], object], rounds: int) -> float:
+    """The shortest of ``rounds`` runs of ``action``, in seconds."""
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    """Link the PSTs, time the three readers, print rates and ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+
+    sources = sorted((args.corpus / "pst").glob("*.pst"))
+    with tempfile.TemporaryDirectory(prefix="inbec-bench-") as folder:
+        root = Path(folder)
+        links: list[Path] = []
+        for copy in range(args.repeat):
+            (root / "evidence" / f"{copy:03d}").mkdir(parents=True)
+            for source in sources:
+                link = root / "evidence" / f"{copy:03d}" / source.name
+                link.symlink_to(source.resolve())
+                links.append(link)
+        messages = run_inbec(root / "evidence", root / "warm", 1)
+        items = bare_loop(links)
+        timings: dict[str, list[float]] = {"bare": [], "inbec": [], "inbec2": [], "readpst": []}
+        for _ in range(args.rounds):
+            timings["bare"].append(best_time(lambda: bare_loop(links), 1))
+            timings["inbec"].append(
+                best_time(lambda: run_inbec(root / "evidence", root / "case1", 1), 1)
+            )
+            timings["inbec2"].append(
+                best_time(lambda: run_inbec(root / "evidence", root / "case2", 2), 1)
+            )
+            timings["readpst"].append(best_time(lambda: run_readpst(links, root / "mbox"), 1))
+        pair = sorted(sources, key=lambda path: path.stat().st_size)[-2:]
+        (root / "pair").mkdir()
+        for source in pair:
+            (root / "pair" / source.name).symlink_to(source.resolve())
+        pair_times: dict[int, list[float]] = {1: [], 2: []}
+        for _ in range(args.rounds):
+            for workers in (1, 2):
+                start = time.perf_counter()
+                run_inbec(root / "pair", root / f"pair{workers}", workers)
+                pair_times[workers].append(time.perf_counter() - start)
+    best = {name: min(values) for name, values in timings.items()}
+    rate = {name: messages / seconds for name, seconds in best.items()}
+    print(
+        f"{len(sources)} PSTs x {args.repeat}: {messages} messages ({items} items), "
+        f"best of {args.rounds}"
+    )
+    print(f"bare pypff loop:          {best['bare']:.2f} s, {rate['bare']:.0f} messages/s")
+    print(f"inbec analyze:            {best['inbec']:.2f} s, {rate['inbec']:.0f} messages/s")
+    print(f"inbec analyze --workers 2:{best['inbec2']:.2f} s, {rate['inbec2']:.0f} messages/s")
+    print(f"readpst (to mbox):        {best['readpst']:.2f} s, {rate['readpst']:.0f} messages/s")
+    print(
+        f"ratio inbec / bare loop: {rate['inbec'] / rate['bare']:.2f} "
+        f"(--workers 2: {rate['inbec2'] / rate['bare']:.2f}; target {TARGET_RATIO})"
+    )
+    print(f"ratio inbec / readpst: {rate['inbec'] / rate['readpst']:.2f}")
+    one, two = min(pair_times[1]), min(pair_times[2])
+    print(
+        f"the two largest PSTs: --workers 1 {one:.2f} s, --workers 2 {two:.2f} s, "
+        f"speed-up {one / two:.2f}x (target {TARGET_SPEEDUP}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""`inbec analyze --workers N`: files read in parallel give the very same case folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from inbec_export.cli import app
+from inbec_export.model import ItemFailure, MessageRecord
+from inbec_export.readers import iter_evidence
+from inbec_export.sample.generator import generate_sample_case
+
+runner = CliRunner()
+
+#: Corpus files of every format, with messages spread over several files, so that the
+#: rules that span messages (threads, mailboxes, IPs) see messages of several files.
+CORPUS_FILES = (
+    "pst/pst2john_2003_no-encryption_quickquick.pst",
+    "pst/pst2john_2007_default_a1sellers.pst",
+    "pst/tghanem_user1@test.lab.pst",
+    "pst/aspose_PersonalStorage.pst",
+    "msg/hfig_MAPI_sample.msg",
+    "mbox/spamassassin_nice.mbox",
+    "mbox/neomutt_test.mbox",
+)
+
+
+def _case_files(case_dir: Path) -> dict[str, bytes]:
+    """Every file of a case folder by its path inside the folder, with its bytes."""
+    return {
+        str(path.relative_to(case_dir)): path.read_bytes()
+        for path in sorted(case_dir.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _analyze(evidence: list[Path], out: Path, workers: int, *legit: str) -> None:
+    args = ["analyze", *map(str, evidence), "--out", str(out), "--case", "workers"]
+    for domain in legit:
+        args += ["--legit", domain]
+    result = runner.invoke(app, [*args, "--workers", str(workers)])
+    assert result.exit_code == 0, result.output
+
+
+def _assert_same_case(one: Path, two: Path) -> None:
+    files_one, files_two = _case_files(one), _case_files(two)
+    assert sorted(files_one) == sorted(files_two)
+    different = [name for name in files_one if files_one[name] != files_two[name]]
+    assert different == []
+
+
+def test_sample_case_same_with_two_workers(tmp_path: Path) -> None:
+    sample = generate_sample_case(tmp_path / "sample")
+    legit = sample.legit_domains
+    _analyze([sample.evidence_dir], tmp_path / "one", 1, *legit)
+    _analyze([sample.evidence_dir], tmp_path / "two", 2, *legit)
+    _assert_same_case(tmp_path / "one", tmp_path / "two")
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text("utf-8"))
+    assert summary["totals"]["evidence_files"] == 9
+    assert summary["totals"]["messages_written"] == 14
+    assert summary["totals"]["findings"] == 22
+    assert summary["findings_by_rule"]["thread-intrusion"] == 1
+
+
+def test_corpus_files_same_with_two_and_three_workers(corpus_dir: Path, tmp_path: Path) -> None:
+    evidence = [corpus_dir / name for name in CORPUS_FILES]
+    _analyze(evidence, tmp_path / "one", 1, "acme-corp.com")
+    _analyze(evidence, tmp_path / "two", 2, "acme-corp.com")
+    _analyze(evidence, tmp_path / "three", 3, "acme-corp.com")
+    _assert_same_case(tmp_path / "one", tmp_path / "two")
+    _assert_same_case(tmp_path / "one", tmp_path / "three")
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text("utf-8"))
+    # Listed by path: neomutt, spamassassin, hfig, aspose, quickquick, a1sellers, tghanem.
+    assert [entry["messages"] for entry in summary["evidence"]] == [1, 3, 1, 0, 20, 17, 7]
+    assert summary["totals"]["messages_written"] == 49
+    assert summary["totals"]["non_mail_items"] == 6
+
+
+def test_events_in_input_order_with_failures(tmp_path: Path) -> None:
+    """Missing and unknown files keep their place among the files read in parallel."""
+    good = tmp_path / "a.eml"
+    good.write_bytes(b"From: a@example.com\r\nSubject: one\r\n\r\nbody\r\n")
+    empty = tmp_path / "b.pst"
+    empty.write_bytes(b"")
+    other = tmp_path / "c.eml"
+    other.write_bytes(b"From: c@example.com\r\nSubject: two\r\n\r\nbody\r\n")
+    inputs = [good, empty, tmp_path / "gone.eml", other]
+    single = list(iter_evidence(inputs))
+    parallel = list(iter_evidence(inputs, workers=2))
+    assert parallel == single
+    kinds = [type(event).__name__ for event in parallel]
+    assert kinds == [
+        "FileOpened",
+        "MessageRecord",
+        "ItemFailure",
+        "FileSkipped",
+        "FileOpened",
+        "MessageRecord",
+    ]
+    subjects = [e.subject for e in parallel if isinstance(e, MessageRecord)]
+    assert subjects == ["one", "two"]
+    reasons = [e.reason for e in parallel if isinstance(e, ItemFailure)]
+    assert reasons == ["empty file"]
+
+
+def test_workers_must_be_positive(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["analyze", str(tmp_path), "--workers", "0"])
+    assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("workers", [2])
+def test_stopping_early_leaves_no_worker(tmp_path: Path, workers: int) -> None:
+    """Closing the event stream half way stops the workers and removes their spool."""
+    sample = generate_sample_case(tmp_path / "sample")
+    events = iter_evidence([sample.evidence_dir], workers=workers)
+    assert isinstance(events, Generator)
+    first = next(events)
+    assert type(first).__name__ == "FileOpened"
+    events.close()
+    import multiprocessing
+
+    assert multiprocessing.active_children() == []
