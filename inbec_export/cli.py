@@ -20,10 +20,12 @@ from rich.table import Table
 from inbec_export import __version__
 from inbec_export.case import (
     CaseContext,
+    clean_domain,
     compile_subject_pattern,
     parse_auth_failures,
     validate_case_id,
 )
+from inbec_export.domains import is_usable_domain
 from inbec_export.enrichment.virustotal import (
     VT_REQUESTS_PER_DAY,
     VT_REQUESTS_PER_MINUTE,
@@ -151,7 +153,17 @@ def _read_domain_file(path: Path) -> list[str]:
         lines = data.decode(encoding).splitlines()
     except UnicodeDecodeError:
         raise UsageError(f"cannot read {path}: not UTF-8 or UTF-16 text") from None
-    return [line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()]
+    domains = []
+    for number, line in enumerate(lines, start=1):
+        domain = line.split("#", 1)[0].strip()
+        if domain and not is_usable_domain(clean_domain(domain)):
+            raise UsageError(
+                f"{path}, line {number}: {domain!r} is not a domain name: give the registrable "
+                "domain with its suffix, e.g. acme-corp.com"
+            )
+        if domain:
+            domains.append(domain)
+    return domains
 
 
 def _version(value: bool) -> None:
@@ -615,7 +627,13 @@ def mappings(
 ) -> None:
     """Write the index template of each document kind as JSON."""
     from inbec_export.ecs.mappings import index_templates
+    from inbec_export.sinks.search import validate_prefix
 
+    try:
+        validate_prefix(prefix)
+    except UsageError as exc:
+        error_line(safe(exc))
+        raise typer.Exit(2) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
         for kind, template in index_templates(prefix).items():

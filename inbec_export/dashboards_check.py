@@ -160,6 +160,8 @@ def check_ndjson(text: str, target: str = KIBANA) -> list[str]:
     """
     problems: list[str] = []
     objects = _parse_lines(text, target, problems)
+    if not objects and not problems:
+        return ["no saved object in the file: nothing to import"]
     duplicates = _duplicates(objects)
     if duplicates:
         return problems + duplicates

@@ -166,3 +166,36 @@ def test_a_case_folder_inside_the_evidence_is_not_read(sample: SampleCase, tmp_p
         json.loads((tmp_path / "elsewhere" / "summary.json").read_text("utf-8"))["totals"]
         == summary["totals"]
     )
+
+
+def test_small_usage_errors_say_where(tmp_path: Path) -> None:
+    legit = tmp_path / "legit.txt"
+    legit.write_text("acme-corp.com\nnot a domain\n", encoding="utf-8")
+    message = tmp_path / "m.eml"
+    message.write_bytes(b"From: a@acme-corp.com\r\nSubject: x\r\n\r\nbody\r\n")
+    result = _inbec("analyze", str(message), "--legit-file", str(legit), "-o", str(tmp_path / "c"))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"error: {legit}, line 2: 'not a domain' is not a domain name: give the registrable "
+        "domain with its suffix, e.g. acme-corp.com"
+    )
+    result = _inbec("mappings", str(tmp_path / "m"), "--prefix", "logs-x")
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "error: --prefix 'logs-x': names under logs-*-* belong to Elastic's managed templates; "
+        "choose another prefix"
+    )
+    assert not (tmp_path / "m").exists()
+    empty = tmp_path / "empty.ndjson"
+    empty.write_text("", encoding="utf-8")
+    result = _inbec("dashboards", "check", str(empty))
+    assert result.returncode == 1
+    assert "no saved object in the file: nothing to import" in result.stdout + result.stderr
+    config = tmp_path / "timesketchrc"
+    config.write_text("host_uri = http://x\n", encoding="utf-8")
+    result = _inbec(
+        "export", "timesketch", "--from-case", str(tmp_path), "--client-config", str(config)
+    )
+    assert result.returncode == 2
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"error: Timesketch client config {config}: cannot read it (File ")

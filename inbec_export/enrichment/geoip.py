@@ -49,7 +49,8 @@ class GeoIpDatabases:
             from maxminddb.errors import InvalidDatabaseError
         except ImportError as exc:
             raise UsageError(
-                "--geoip-db needs the geoip2 package: pip install 'inbec-export[geoip]'"
+                "--geoip-db needs the geoip2 package: pip install 'inbec-export[geoip]' "
+                "(in a checkout: pip install -e '.[geoip]')"
             ) from exc
         self._readers: list[tuple[str, Any]] = []
         self.names: list[str] = []

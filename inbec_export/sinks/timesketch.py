@@ -69,7 +69,8 @@ def read_client_config(path: Path, section: str = "timesketch") -> ClientConfig:
         with path.open(encoding="utf-8") as handle:
             parser.read_file(handle)
     except (OSError, UnicodeDecodeError, configparser.Error) as exc:
-        raise UsageError(f"Timesketch client config {path}: cannot read it ({exc})") from None
+        reason = " ".join(str(exc).split())
+        raise UsageError(f"Timesketch client config {path}: cannot read it ({reason})") from None
     if not parser.has_section(section):
         raise UsageError(f"Timesketch client config {path}: no [{section}] section")
     values = parser[section]
@@ -170,7 +171,8 @@ def _clients() -> tuple[Any, Any]:
         from timesketch_import_client import importer
     except ImportError as exc:
         raise UsageError(
-            "the Timesketch clients are not installed: pip install 'inbec-export[timesketch]'"
+            "the Timesketch clients are not installed: pip install 'inbec-export[timesketch]' "
+            "(in a checkout: pip install -e '.[timesketch]')"
         ) from exc
     return client, importer
 
