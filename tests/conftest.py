@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,3 +29,17 @@ def corpus_dir() -> Path:
             pytest.fail(f"the evidence corpus is missing at {CORPUS_DIR}")
         pytest.skip("the shared evidence corpus is not beside this checkout")
     return CORPUS_DIR
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Undo the logging set-up of a command run in-process (``-q`` raises the root level),
+    so that a later test sees the default configuration whatever ran before it."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    named = {name: logging.getLogger(name).level for name in logging.Logger.manager.loggerDict}
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
+    for name, named_level in named.items():
+        logging.getLogger(name).setLevel(named_level)
