@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -49,7 +50,18 @@ def test_file_name_that_is_not_utf8_does_not_stop_the_run(tmp_path: Path) -> Non
     summary = analyze([evidence], CaseContext(legit_domains=("acme-corp.com",)), out)
     assert summary["totals"]["messages_written"] == 2
     text = (out / "messages.ndjson").read_text("utf-8")
-    assert "inv\\udcff.eml" in text  # the undecodable byte stays recognisable
+    # The undecodable byte stays recognisable, as text strict JSON parsers accept (no
+    # lone surrogate, escaped or not).
+    assert "inv\\\\xff.eml" in text
+    for name in ("messages.ndjson", "summary.json", "timeline.jsonl"):
+        content = (out / name).read_text("utf-8")
+        values = (
+            [json.loads(line) for line in content.splitlines()]
+            if "nd" in name or (name.endswith("jsonl"))
+            else [json.loads(content)]
+        )
+        dumped = json.dumps(values, ensure_ascii=False)
+        assert not re.search("[\ud800-\udfff]", dumped), name
 
 
 @pytest.mark.parametrize(

@@ -107,7 +107,28 @@ def timeline_rows(finding: Finding) -> list[tuple[str, ...]]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    return strict_json(json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True))
+
+
+#: Lone surrogates: what Python makes of bytes that are not UTF-8 in file names.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def strict_json(text: str) -> str:
+    """JSON text with no lone surrogate, which strict parsers reject (RFC 8259 section 8.2).
+
+    A file name byte that is not UTF-8 (``\\udcff`` after Python's surrogateescape) is
+    written as the visible text ``\\xff``; the file name stays readable and unambiguous.
+    """
+    if not _SURROGATE.search(text):
+        return text
+    return _SURROGATE.sub(_surrogate_text, text)
+
+
+def _surrogate_text(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    # Inside a JSON string a backslash is written doubled.
+    return f"\\\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\\\u{code:04x}"
 
 
 def check_out_dir(out_dir: Path, inputs: Iterable[Path]) -> None:
@@ -171,9 +192,9 @@ class CaseFolder:
 
     def _write_json(self, name: str, value: Any) -> None:
         partial = self.out_dir / f"{name}.partial"
+        text = json.dumps(value, ensure_ascii=False, indent=2, sort_keys=True)
         with partial.open("w", encoding="utf-8", errors=_ENCODE_ERRORS) as handle:
-            json.dump(value, handle, ensure_ascii=False, indent=2, sort_keys=True)
-            handle.write("\n")
+            handle.write(strict_json(text) + "\n")
         os.replace(partial, self.out_dir / name)
 
     def write_message(self, doc_id: str, document: dict[str, Any]) -> None:
