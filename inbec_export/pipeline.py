@@ -141,6 +141,7 @@ def analyze(
         folder.abort()
         raise
     finally:
+        rules.close()
         if enricher is not None:
             enricher.close()
     summary = build_summary(case, stats)

@@ -107,7 +107,7 @@ class ConversationStore(Generic[T]):
         self._uses: list[int] = []
         self._records: list[tuple[int, SortKey, T]] = []
         self._db: sqlite3.Connection | None = None
-        self._cleanup: weakref.finalize[[Path], None] | None = None
+        self._cleanup: weakref.finalize[[Path], ConversationStore[T]] | None = None
 
     @property
     def on_disk(self) -> bool:
@@ -144,16 +144,14 @@ class ConversationStore(Generic[T]):
     def conversations(self) -> Iterator[Iterator[T]]:
         """Each conversation's records, sorted by their order key (read once)."""
         if self._db is None:
-            records = sorted(
-                self._records, key=lambda item: (self._find(item[0]), item[1])
-            )
+            records = sorted(self._records, key=lambda item: (self._find(item[0]), item[1]))
             for _, members in groupby(records, key=lambda item: self._find(item[0])):
                 yield (record for _, _, record in members)
             return
         self._group_on_disk()
         rows = self._db.execute(_ORDERED)
-        for _, members in groupby(rows, key=lambda row: int(row[0])):
-            yield (pickle.loads(data) for _, data in members)
+        for _, rows_of_one in groupby(rows, key=lambda row: int(row[0])):
+            yield (pickle.loads(row[1]) for row in rows_of_one)
 
     def close(self) -> None:
         """Forget every record and remove the temporary folder (safe to call twice)."""
@@ -211,8 +209,7 @@ class ConversationStore(Generic[T]):
             ((key_id, key, self._uses[key_id]) for key, key_id in self._key_ids.items()),
         )
         db.executemany(
-            "INSERT INTO messages (first_key, undated, stamp, doc_id, data) "
-            "VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO messages (first_key, undated, stamp, doc_id, data) VALUES (?, ?, ?, ?, ?)",
             (
                 (first, *order, pickle.dumps(record, pickle.HIGHEST_PROTOCOL))
                 for first, order, record in self._records

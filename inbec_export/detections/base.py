@@ -36,6 +36,11 @@ class Rule(ABC):
         """Yield the findings that need every message."""
         return ()
 
+    def close(self) -> None:
+        """Let go of what the rule keeps for ``finish`` (temporary files included); called
+        when a run stops before or after ``finish``, and safe to call twice."""
+        return None
+
 
 _REGISTRY: list[type[Rule]] = []
 

@@ -17,7 +17,8 @@ class RuleSet:
     """One instance of each selected rule, fed the records one by one as they stream.
 
     Call :meth:`observe` for every record (the record can be written out and dropped right
-    after; rules keep only small references), then :meth:`finish` once. A rule that raises
+    after; rules keep only small references), then :meth:`finish` once, and :meth:`close`
+    when the run ends, whether it finished or not. A rule that raises
     is logged with the message it failed on and skipped for that message; the other rules
     go on, and the failure is listed in :attr:`errors`.
     """
@@ -86,6 +87,15 @@ class RuleSet:
         )
         return findings
 
+    def close(self) -> None:
+        """Let every rule remove what it kept for ``finish``, temporary files included
+        (safe to call more than once, and after a run that stopped early)."""
+        for rule in self.rules:
+            try:
+                rule.close()
+            except Exception as exc:  # the other rules still clean up
+                self._failed(rule, "close", exc)
+
     def _failed(self, rule: Rule, where: str, exc: Exception) -> None:
         line = f"rule {rule.id} failed on {where}: {type(exc).__name__}: {exc}"
         logger.warning("%s", line, exc_info=logger.isEnabledFor(logging.DEBUG))
@@ -100,6 +110,9 @@ def run_rules(
     """Yield every finding of the rules over ``records``: per-message findings as each
     record passes, then the findings of ``finish``."""
     rule_set = RuleSet(case, rule_types)
-    for record in records:
-        yield from rule_set.observe(record)
-    yield from rule_set.finish()
+    try:
+        for record in records:
+            yield from rule_set.observe(record)
+        yield from rule_set.finish()
+    finally:
+        rule_set.close()

@@ -27,11 +27,14 @@ through a list (List-Id, RFC 2919; List-Post, RFC 2369; or Precedence ``list``/`
 never counts as a new outside sender joining. A lookalike sender joining is reported
 whether the message came through a list or not.
 
-Memory: this rule keeps one compact tuple per message until ``finish``: its reference
+Memory: this rule keeps one compact record per message until ``finish``: its reference
 (document id, Message-ID, subject, time, sender), sender and domain, up to 50 recipients,
-up to six link keys (strings interned, so repeated ids and addresses are shared) and
-whether it came through a list, plus one union-find entry per linked key. That is roughly
-1 to 2 KB per message with typical headers: about 150 MB for 100,000 messages.
+up to six link keys and whether it came through a list (roughly 1 to 2 KB with typical
+headers). The first ``spill_messages`` records (10,000 by default) stay in memory; past
+that they move to a temporary SQLite database (see
+:mod:`inbec_export.detections._conversations`), and each conversation is read back from
+it in order, one at a time. What stays in memory is the union-find of the link keys (8
+bytes per distinct key) and, while a conversation is walked, its participants.
 
 Limitations: order comes from the Date header when there is one, which the sender sets;
 a backdated message sorts early. Participants beyond the first 50 recipients of a message
@@ -46,9 +49,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
+from pathlib import Path
+from typing import ClassVar, NamedTuple
 
 from inbec_export.case import CaseContext
 from inbec_export.detections._common import (
@@ -63,6 +66,11 @@ from inbec_export.detections._common import (
     ref_order,
     sender_of,
     when,
+)
+from inbec_export.detections._conversations import (
+    DEFAULT_SPILL_MESSAGES,
+    ConversationStore,
+    sort_key,
 )
 from inbec_export.detections.base import Rule, register
 from inbec_export.domains import LookalikeMatch
@@ -170,10 +178,17 @@ class ThreadIntrusionRule(Rule):
         "joins an existing conversation."
     )
 
+    #: Records kept in memory before the rule's conversation store moves to disk.
+    spill_messages: ClassVar[int] = DEFAULT_SPILL_MESSAGES
+
+    #: Where the store's temporary folder is made (None: the system's temporary folder).
+    spill_dir: ClassVar[Path | None] = None
+
     def __init__(self, case: CaseContext) -> None:
         super().__init__(case)
-        self._messages: list[_Message] = []
-        self._parent: dict[str, str] = {}
+        self._store: ConversationStore[_Message] = ConversationStore(
+            self.spill_messages, self.spill_dir
+        )
 
     def observe(self, record: MessageRecord) -> Iterable[Finding]:
         links = _links(record)
@@ -182,63 +197,58 @@ class ThreadIntrusionRule(Rule):
         sender = sender_of(record)
         recipients = [a.address for a in (*record.to, *record.cc, *record.bcc) if a.address]
         _, is_reply = normalise_topic(record.subject)
-        self._messages.append(
-            _Message(
-                ref=MessageRef.of(record),
-                sender=sys.intern(sender.address) if sender else None,
-                domain=sys.intern(sender.domain) if sender else None,
-                recipients=tuple(sys.intern(a) for a in recipients[:MAX_RECIPIENTS]),
-                links=links,
-                reply_without_references=(
-                    is_reply and not record.in_reply_to and not record.references
-                ),
-                via_list=is_list_message(record),
-            )
+        ref = MessageRef.of(record)
+        message = _Message(
+            ref=ref,
+            sender=sys.intern(sender.address) if sender else None,
+            domain=sys.intern(sender.domain) if sender else None,
+            recipients=tuple(sys.intern(a) for a in recipients[:MAX_RECIPIENTS]),
+            links=links,
+            reply_without_references=(
+                is_reply and not record.in_reply_to and not record.references
+            ),
+            via_list=is_list_message(record),
         )
-        for _, key in links[1:]:
-            self._union(links[0][1], key)
+        self._store.add([key for _, key in links], sort_key(ref), message)
         return ()
 
-    def _find(self, key: str) -> str:
-        parent = self._parent
-        root = key
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while key != root:
-            parent[key], key = root, parent[key]
-        return root
-
-    def _union(self, left: str, right: str) -> None:
-        left_root, right_root = self._find(left), self._find(right)
-        if left_root != right_root:
-            # The smaller key becomes the root, so the grouping ignores evidence order.
-            low, high = sorted((left_root, right_root))
-            self._parent[high] = low
-
     def finish(self) -> Iterable[Finding]:
-        groups: dict[str, list[_Message]] = {}
-        for message in self._messages:
-            groups.setdefault(self._find(message.links[0][1]), []).append(message)
         findings: list[Finding] = []
-        for members in groups.values():
-            if len(members) > 1:
-                members.sort(key=lambda message: ref_order(message.ref))
+        try:
+            for members in self._store.conversations():
                 findings.extend(self._walk(members))
+        finally:
+            self._store.close()
         findings.sort(key=lambda finding: ref_order(finding.messages[-1]))
         return findings
 
-    def _walk(self, members: list[_Message]) -> Iterator[Finding]:
+    def close(self) -> None:
+        self._store.close()
+
+    def _walk(self, members: Iterator[_Message]) -> list[Finding]:
+        """The findings of one conversation, its messages given in time order."""
         participants: dict[str, None] = {}
         legit_before = False
         lookalike_done = outside_done = False
-        key_counts = Counter(key for message in members for _, key in message.links)
+        findings: list[Finding] = []
+        conversation: dict[str, object] = {}
+        first: _Message | None = None
+        previous: _Message | None = None
+        count = replies = 0
         for index, message in enumerate(members):
+            if first is None:
+                first = message
+                conversation = _conversation(message)
+            count += 1
+            replies += message.reply_without_references
             sender, domain = message.sender, message.domain
-            if index and sender and domain and not self.case.is_trusted(domain):
+            if previous is not None and sender and domain and not self.case.is_trusted(domain):
                 match = lookalike_of(self.case, domain)
                 if match is not None and not lookalike_done:
                     lookalike_done = True
-                    yield self._finding(members, index, participants, key_counts, match)
+                    findings.append(
+                        self._finding(message, previous, index, participants, conversation, match)
+                    )
                 elif (
                     match is None
                     and not outside_done
@@ -247,23 +257,33 @@ class ThreadIntrusionRule(Rule):
                     and sender not in participants
                 ):
                     outside_done = True
-                    yield self._finding(members, index, participants, key_counts, None)
+                    findings.append(
+                        self._finding(message, previous, index, participants, conversation, None)
+                    )
             for address in (sender, *message.recipients):
                 if address:
                     participants.setdefault(address)
                     legit_before = legit_before or self.case.is_legit(address.rpartition("@")[2])
+            previous = message
+        if previous is not None:
+            conversation["message_count"] = count
+            conversation["last_seen"] = iso(previous.ref.timestamp)
+            conversation["replies_without_references"] = replies
+        for finding in findings:
+            finding.evidence["conversation"] = dict(conversation)
+        return findings
 
     def _finding(
         self,
-        members: list[_Message],
+        message: _Message,
+        previous: _Message,
         index: int,
         participants: dict[str, None],
-        key_counts: Counter[str],
+        conversation: dict[str, object],
         match: LookalikeMatch | None,
     ) -> Finding:
-        message, previous = members[index], members[index - 1]
         sender, domain = message.sender or "", message.domain or ""
-        topic = members[0].ref.subject or "(no subject)"
+        topic = conversation["topic"]
         prior = sorted(participants)
         severity: Severity
         if match is not None:
@@ -280,7 +300,9 @@ class ThreadIntrusionRule(Rule):
         )
         if message.reply_without_references:
             reason += "; reply subject without References or In-Reply-To"
-        linked_by = sorted({kind for kind, key in message.links if key_counts[key] > 1})
+        # Every message that shares a key is in this conversation: the store's count of a
+        # key is its count here.
+        linked_by = sorted({kind for kind, key in message.links if self._store.uses(key) > 1})
         evidence: dict[str, object] = {
             "sender": sender,
             "domain": domain,
@@ -291,13 +313,8 @@ class ThreadIntrusionRule(Rule):
             "previous_message": ref_evidence(previous.ref),
             "linked_by": linked_by,
             "reply_without_references": message.reply_without_references,
-            "conversation": {
-                "topic": topic,
-                "message_count": len(members),
-                "first_seen": iso(members[0].ref.timestamp),
-                "last_seen": iso(members[-1].ref.timestamp),
-                "replies_without_references": sum(m.reply_without_references for m in members),
-            },
+            # Filled in when the whole conversation has been walked.
+            "conversation": conversation,
         }
         return Finding(
             rule_id=self.id,
@@ -311,3 +328,15 @@ class ThreadIntrusionRule(Rule):
             first_seen=message.ref.timestamp,
             last_seen=message.ref.timestamp,
         )
+
+
+def _conversation(first: _Message) -> dict[str, object]:
+    """The conversation evidence of a finding as known from its first message; the count,
+    last time and replies are set once the conversation has been walked."""
+    return {
+        "topic": first.ref.subject or "(no subject)",
+        "message_count": 0,
+        "first_seen": iso(first.ref.timestamp),
+        "last_seen": None,
+        "replies_without_references": 0,
+    }

@@ -12,8 +12,9 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-#: Rows kept in memory before a sorted run is written out (about 20 MB of typical rows).
-BUFFER_ROWS = 50_000
+#: Rows kept in memory before a sorted run is written out (about 5 MB of typical rows:
+#: a larger buffer makes the peak memory of a large case grow with it).
+BUFFER_ROWS = 10_000
 
 
 class SortedSpill:
