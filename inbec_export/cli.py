@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import re
 import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -91,6 +93,20 @@ class _PlainText(logging.Filter):
 def error_line(text: str) -> None:
     """An error as one line (never wrapped: scripts and people grep for it)."""
     err_console.print(f"[red]error:[/red] {text}", soft_wrap=True, highlight=False)
+
+
+@contextlib.contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turns the tool's own errors into one ``error:`` line and the documented exit code:
+    2 for a usage error, 1 for any other :class:`InbecError`."""
+    try:
+        yield
+    except UsageError as exc:
+        error_line(safe(exc))
+        raise typer.Exit(2) from None
+    except InbecError as exc:
+        error_line(safe(exc))
+        raise typer.Exit(1) from None
 
 
 class _LineHandler(logging.Handler):
@@ -324,7 +340,7 @@ def enrichment_config(
 
 def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, Any]:
     """Analyze ``evidence`` into ``options.out``; usage problems exit 2, others 1."""
-    try:
+    with one_line_errors():
         case = _build_case(
             evidence,
             options.out,
@@ -338,12 +354,6 @@ def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, An
         summary = _run(
             evidence, case, options.out, options.quiet, options.enrichment, options.workers
         )
-    except UsageError as exc:
-        error_line(f"{safe(exc)}")
-        raise typer.Exit(2) from exc
-    except InbecError as exc:
-        error_line(f"{safe(exc)}")
-        raise typer.Exit(1) from exc
     if summary["totals"]["evidence_files"] == 0:
         error_line(
             f"no evidence found in {safe(', '.join(map(str, evidence)))} "
@@ -389,7 +399,7 @@ def analyze(
     Exit codes: 0 done (also when there are findings), 2 usage error, 1 unexpected failure.
     """
     _setup_logging(verbose, quiet)
-    try:
+    with one_line_errors():
         enrichment = enrichment_config(
             whois,
             whois_server,
@@ -401,9 +411,6 @@ def analyze(
             virustotal_per_day,
             geoip_db,
         )
-    except UsageError as exc:
-        error_line(f"{safe(exc)}")
-        raise typer.Exit(2) from exc
     options = AnalysisOptions(
         legit,
         legit_file,
@@ -629,11 +636,8 @@ def mappings(
     from inbec_export.ecs.mappings import index_templates
     from inbec_export.sinks.search import validate_prefix
 
-    try:
+    with one_line_errors():
         validate_prefix(prefix)
-    except UsageError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(2) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
         for kind, template in index_templates(prefix).items():
@@ -656,14 +660,8 @@ def report(
     """
     from inbec_export.sinks.report import write_report
 
-    try:
+    with one_line_errors():
         path = write_report(case_dir)
-    except UsageError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(2) from exc
-    except InbecError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(1) from exc
     out_console.print(f"wrote {safe(path)}")
 
 

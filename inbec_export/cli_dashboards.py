@@ -16,6 +16,7 @@ from inbec_export.cli import (
     _setup_logging,
     err_console,
     error_line,
+    one_line_errors,
     out_console,
     safe,
 )
@@ -95,15 +96,10 @@ def build(
     """Build the saved objects NDJSON from dashboards/ (checked before it is written)."""
     target = _target(opensearch_dashboards)
     path = out or DEFAULT_OUT[target]
-    try:
+    with one_line_errors():
         objects = _checked_objects(target, case, prefix)
+    try:
         path.write_text(to_ndjson(objects), encoding="utf-8")
-    except UsageError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(2) from None
-    except DashboardError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(1) from None
     except OSError as exc:
         error_line(f"cannot write {safe(path)}: {safe(exc.strerror)}")
         raise typer.Exit(1) from None
@@ -166,7 +162,7 @@ def install(
     Prints one line per object the server did not import, then the count; exit 1 if any.
     """
     _setup_logging(verbose, quiet)
-    try:
+    with one_line_errors():
         target, url = _install_target(kibana, opensearch_dashboards)
         connection = Connection(
             url=url,
@@ -182,12 +178,6 @@ def install(
         if not connection.verify_tls:
             err_console.print("[yellow]warning:[/yellow] TLS certificate verification is off")
         result = import_objects(target, connection, objects, space_id)
-    except UsageError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(2) from None
-    except DashboardError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(1) from None
     for failure in result.failures:
         out_console.print(safe(failure.line()), soft_wrap=True, highlight=False)
     out_console.print(safe(result.line()), soft_wrap=True, highlight=False)

@@ -23,6 +23,7 @@ from inbec_export.cli import (
     _setup_logging,
     err_console,
     error_line,
+    one_line_errors,
     out_console,
     run_analysis,
     safe,
@@ -32,7 +33,6 @@ from inbec_export.errors import UsageError, check_server_url
 from inbec_export.sinks.search import (
     FLAVOURS,
     Connection,
-    ExportError,
     ExportResult,
     check_case_folder,
     export_case,
@@ -208,7 +208,7 @@ def _command(flavour_name: str, env: str) -> None:
             auth_fail,
             quiet,
         )
-        try:
+        with one_line_errors():
             connection = Connection(
                 url=url,
                 api_key=api_key,
@@ -219,12 +219,6 @@ def _command(flavour_name: str, env: str) -> None:
                 verify_tls=not insecure,
             )
             _export(flavour_name, evidence, from_case, connection, case_id, prefix, analysis)
-        except UsageError as exc:
-            error_line(f"{safe(exc)}")
-            raise typer.Exit(2) from None
-        except ExportError as exc:
-            error_line(f"{safe(exc)}")
-            raise typer.Exit(1) from None
 
     command.__doc__ = (
         f"Send a case to {title}: installs the index templates, then bulk-indexes every "
@@ -295,7 +289,7 @@ def timesketch(
     analysis = AnalysisOptions(
         legit, legit_file, allowlist, out, case_id or "case", subject_pattern, auth_fail, quiet
     )
-    try:
+    with one_line_errors():
         config = _timesketch_client_config(client_config)
         url = check_server_url(url or config.url or DEFAULT_TIMESKETCH_URL)
         user = user or config.username
@@ -321,12 +315,6 @@ def timesketch(
                     status.update(f"Timesketch: {text}")
 
             result = export_timesketch(target, case_dir, timeout, notify)
-    except UsageError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(2) from None
-    except ExportError as exc:
-        error_line(safe(exc))
-        raise typer.Exit(1) from None
     out_console.print(f"Timesketch: {safe(result.line())}", soft_wrap=True)
 
 
