@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import regex
 
+from inbec_export import TOOL_NAME
 from inbec_export.domains import LookalikeDetector, LookalikeMatch, is_usable_domain, registrable
 from inbec_export.errors import UsageError
 
@@ -149,3 +153,23 @@ def compile_subject_pattern(text: str) -> regex.Pattern[str]:
     except (regex.error, OverflowError, RecursionError, ValueError) as exc:
         reason = str(exc) or type(exc).__name__
         raise UsageError(f"--subject-pattern is not a valid regular expression: {reason}") from None
+
+
+#: Largest ``summary.json`` read to tell whether a folder is a case folder, in bytes.
+MAX_SUMMARY_BYTES = 64 * 1024 * 1024
+
+
+def is_case_folder(folder: Path, files: Iterable[str]) -> bool:
+    """True when ``folder`` is a case folder this tool wrote (its ``summary.json`` says so,
+    complete or not)."""
+    if "summary.json" not in files:
+        return False
+    path = folder / "summary.json"
+    try:
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            return False
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    tool = summary.get("tool") if isinstance(summary, dict) else None
+    return isinstance(tool, dict) and tool.get("name") == TOOL_NAME

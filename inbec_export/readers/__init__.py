@@ -6,14 +6,13 @@ this package registers them all.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from inbec_export import TOOL_NAME
+from inbec_export.case import is_case_folder
 from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
 from inbec_export.readers import eml, mbox, msg, pst  # noqa: F401  (registration)
 from inbec_export.readers.base import describe, hash_file, reader_for, readers, sniff_format
@@ -45,26 +44,6 @@ EvidenceEvent = FileOpened | FileSkipped | ReadEvent
 #: Name endings of evidence files: such a file that is empty or of no known format is a
 #: failure worth a line (a damaged or renamed PST), not a quietly skipped file.
 EVIDENCE_SUFFIXES = (".pst", ".ost", ".msg", ".eml", ".mbox", ".mbx")
-
-
-#: Largest ``summary.json`` read to tell whether a folder is a case folder, in bytes.
-MAX_SUMMARY_BYTES = 64 * 1024 * 1024
-
-
-def is_case_folder(folder: Path, files: Iterable[str]) -> bool:
-    """True when ``folder`` is a case folder this tool wrote (its ``summary.json`` says so,
-    complete or not)."""
-    if "summary.json" not in files:
-        return False
-    path = folder / "summary.json"
-    try:
-        if path.stat().st_size > MAX_SUMMARY_BYTES:
-            return False
-        summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    tool = summary.get("tool") if isinstance(summary, dict) else None
-    return isinstance(tool, dict) and tool.get("name") == TOOL_NAME
 
 
 def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:

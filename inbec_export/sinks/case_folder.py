@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from inbec_export import TOOL_NAME
+from inbec_export.case import is_case_folder
 from inbec_export.ecs.mappings import index_templates
 from inbec_export.errors import OutputError, UsageError
 from inbec_export.model import Finding, ItemFailure
@@ -141,8 +142,6 @@ def check_out_dir(out_dir: Path, inputs: Iterable[Path]) -> None:
     Raises:
         UsageError: ``out_dir`` is a file, an evidence input, or a folder with other files.
     """
-    from inbec_export.readers import is_case_folder
-
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {out_dir} is a file, not a folder")
     resolved = out_dir.resolve()
