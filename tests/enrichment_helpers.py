@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import socketserver
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -234,3 +235,25 @@ def documents(path: Path) -> list[tuple[str, dict[str, Any]]]:
         (json.loads(action)["create"]["_id"], json.loads(document))
         for action, document in zip(lines[0::2], lines[1::2], strict=True)
     ]
+
+
+#: Audit events of a program that reaches for the network.
+SOCKET_EVENTS = frozenset({"socket.connect", "socket.getaddrinfo", "socket.bind"})
+
+
+@contextmanager
+def socket_events() -> Iterator[list[str]]:
+    """The socket audit events raised inside the block (an audit hook cannot be removed,
+    so it stops listening when the block ends)."""
+    events: list[str] = []
+    watching = [True]
+
+    def hook(event: str, _args: object) -> None:
+        if watching[0] and event in SOCKET_EVENTS:
+            events.append(event)
+
+    sys.addaudithook(hook)
+    try:
+        yield events
+    finally:
+        watching[0] = False

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-from enrichment_helpers import documents, write_evidence
+from enrichment_helpers import documents, socket_events, write_evidence
 from typer.testing import CliRunner
 
 from inbec_export.cli import app
@@ -77,15 +76,7 @@ def test_lookup_in_city_and_asn_databases(databases: list[Path]) -> None:
 
 def test_analyze_with_geoip_uses_no_network(databases: list[Path], tmp_path: Path) -> None:
     evidence = write_evidence(tmp_path / "evidence")
-    events: list[str] = []
-    watching = [True]
-
-    def hook(event: str, _args: object) -> None:
-        if watching[0] and event in {"socket.connect", "socket.getaddrinfo"}:
-            events.append(event)
-
-    sys.addaudithook(hook)
-    try:
+    with socket_events() as events:
         result = runner.invoke(
             app,
             [
@@ -100,8 +91,6 @@ def test_analyze_with_geoip_uses_no_network(databases: list[Path], tmp_path: Pat
                 str(databases[1]),
             ],
         )
-    finally:
-        watching[0] = False
     assert result.exit_code == 0, result.output
     assert events == []
     summary = json.loads((tmp_path / "case" / "summary.json").read_text("utf-8"))

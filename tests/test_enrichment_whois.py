@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import socket
-import sys
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from enrichment_helpers import (
     documents,
     free_port,
     recorded,
+    socket_events,
     whois_server,
     write_evidence,
 )
@@ -447,23 +447,13 @@ def test_whois_server_without_whois_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_without_enrichment_options_no_socket_is_opened(tmp_path: Path) -> None:
     evidence = write_evidence(tmp_path / "evidence")
-    events: list[str] = []
-    watching = [True]
-
-    def hook(event: str, _args: object) -> None:
-        if watching[0] and event in {"socket.connect", "socket.getaddrinfo", "socket.bind"}:
-            events.append(event)
-
-    sys.addaudithook(hook)
-    try:
+    with socket_events() as events:
         result = runner.invoke(
             app, ["analyze", str(evidence), *LEGIT, "--out", str(tmp_path / "case")]
         )
         assert events == []
         socket.getaddrinfo("127.0.0.1", 43)  # the hook does see sockets
         assert events == ["socket.getaddrinfo"]
-    finally:
-        watching[0] = False
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "case" / "enrichment-cache").exists()
 

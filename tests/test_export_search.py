@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_helpers import analyzed_sample_case
 from typer.testing import CliRunner
 
 from inbec_export.case import CaseContext
@@ -43,15 +44,7 @@ runner = CliRunner()
 
 @pytest.fixture(scope="module")
 def sample_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sample-export")
-    sample = generate_sample_case(root / "sample")
-    out = root / "case"
-    analyze(
-        [sample.evidence_dir],
-        CaseContext(case_id="sample", legit_domains=sample.legit_domains),
-        out,
-    )
-    return out
+    return analyzed_sample_case(tmp_path_factory.mktemp("sample-export"))
 
 
 @pytest.fixture(scope="module")

@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sample_helpers import analyzed_sample_case
 from typer.testing import CliRunner
 
-from inbec_export.case import CaseContext
 from inbec_export.cli import app
 from inbec_export.errors import UsageError
-from inbec_export.pipeline import analyze
 from inbec_export.sample import generator as story
-from inbec_export.sample.generator import generate_sample_case
 from inbec_export.sinks.search import ExportError
 from inbec_export.sinks.timesketch import (
     ClientConfig,
@@ -34,15 +32,7 @@ api_client = pytest.importorskip("timesketch_api_client.client")
 
 @pytest.fixture(scope="module")
 def sample_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("sample-timesketch")
-    sample = generate_sample_case(root / "sample")
-    out = root / "case"
-    analyze(
-        [sample.evidence_dir],
-        CaseContext(case_id="sample", legit_domains=sample.legit_domains),
-        out,
-    )
-    return out
+    return analyzed_sample_case(tmp_path_factory.mktemp("sample-timesketch"))
 
 
 def _sketch_name() -> str:
