@@ -250,6 +250,43 @@ class ServerProcess:
             os.killpg(group, signum)
 
 
+def run_logged(
+    command: Sequence[str],
+    log: Path,
+    what: str,
+    timeout_s: float,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> None:
+    """Runs an install step (Maven, pip), appending the command line and its output to
+    ``log``.
+
+    Raises:
+        ServerUnavailable: the command failed or took over ``timeout_s``; the message
+            points at ``log``.
+    """
+    logger.info("running %s", what)
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as output:
+        output.write(f"$ {' '.join(command)}\n".encode())
+        output.flush()
+        try:
+            result = subprocess.run(
+                list(command),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=None if env is None else dict(env),
+                cwd=cwd,
+                timeout=timeout_s,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise ServerUnavailable(f"{what} took over {timeout_s:.0f}s", log) from None
+    if result.returncode != 0:
+        raise ServerUnavailable(f"{what} exited with status {result.returncode}", log)
+
+
 def ensure_system_user(name: str) -> str | None:
     """The system user ``name`` under root, created on first use; None for other users.
 

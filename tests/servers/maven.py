@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from .base import ServerUnavailable
+from .base import ServerUnavailable, run_logged
 
 logger = logging.getLogger(__name__)
 
@@ -42,24 +41,7 @@ def run_maven(
     """
     command = [mvn_executable(), "-B", "--no-transfer-progress", *arguments]
     env = {**os.environ, "JAVA_HOME": str(java_home)}
-    logger.info("running %s", " ".join(command))
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("ab") as output:
-        try:
-            result = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=cwd,
-                timeout=MAVEN_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ServerUnavailable(f"mvn took over {MAVEN_TIMEOUT_S:.0f}s", log) from None
-    if result.returncode != 0:
-        raise ServerUnavailable(f"mvn exited with status {result.returncode}", log)
+    run_logged(command, log, "mvn", MAVEN_TIMEOUT_S, env=env, cwd=cwd)
 
 
 def copy_artifact(coordinates: str, directory: Path, log: Path, java_home: Path) -> Path:

@@ -48,6 +48,7 @@ from .base import (
     chown_tree,
     ensure_system_user,
     free_port,
+    run_logged,
     user_options,
 )
 
@@ -215,14 +216,16 @@ class TimesketchNode:
         log = target / "install.log"
         python = target / "venv" / "bin" / "python"
         base = self.base_python[0]
-        _run_logged([base, "-m", "venv", str(target / "venv")], log, f"{base} -m venv")
+        run_logged(
+            [base, "-m", "venv", str(target / "venv")], log, f"{base} -m venv", PIP_TIMEOUT_S
+        )
         pip = [str(python), "-m", "pip", "--disable-pip-version-check", "--no-input"]
-        _run_logged([*pip, "install", PIP], log, f"pip install {PIP}")
+        run_logged([*pip, "install", PIP], log, f"pip install {PIP}", PIP_TIMEOUT_S)
 
         sdist_dir = target / "sdist"
         download = [*pip, "download", "--no-deps", "--no-binary", ":all:"]
         download += ["--dest", str(sdist_dir), f"timesketch=={self.version}"]
-        _run_logged(download, log, "pip download")
+        run_logged(download, log, "pip download", PIP_TIMEOUT_S)
         sdists = sorted(sdist_dir.glob("timesketch-*.tar.gz"))
         if not sdists:
             raise ServerUnavailable(f"pip download left no timesketch sdist in {sdist_dir}", log)
@@ -235,8 +238,13 @@ class TimesketchNode:
             logger.warning(
                 "no pins for Timesketch %s; installing its loose requirements", self.version
             )
-        _run_logged(requirements, log, "pip install -r requirements.txt")
-        _run_logged([*pip, "install", "--no-deps", str(sdists[0])], log, "pip install timesketch")
+        run_logged(requirements, log, "pip install -r requirements.txt", PIP_TIMEOUT_S)
+        run_logged(
+            [*pip, "install", "--no-deps", str(sdists[0])],
+            log,
+            "pip install timesketch",
+            PIP_TIMEOUT_S,
+        )
 
         shutil.copytree(source / "data", target / "data")
         shutil.rmtree(source)
@@ -466,26 +474,6 @@ def _locked(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def _run_logged(command: list[str], log: Path, what: str) -> None:
-    logger.info("running %s", what)
-    with log.open("ab") as output:
-        output.write(f"$ {' '.join(command)}\n".encode())
-        output.flush()
-        try:
-            result = subprocess.run(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                timeout=PIP_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise ServerUnavailable(f"{what} took over {PIP_TIMEOUT_S:.0f}s", log) from None
-    if result.returncode != 0:
-        raise ServerUnavailable(f"{what} exited with status {result.returncode}", log)
 
 
 def _python_version(python: str) -> tuple[tuple[int, int], str] | None:
