@@ -17,10 +17,11 @@ from typing import Any
 from inbec_export import ECS_VERSION, TOOL_NAME, __version__
 from inbec_export.case import CaseContext
 from inbec_export.detections import RuleSet, subject_match_row
-from inbec_export.ecs.documents import finding_document, message_document
-from inbec_export.ecs.timeline import finding_event, message_events
+from inbec_export.ecs.documents import finding_document
+from inbec_export.ecs.timeline import finding_event
 from inbec_export.enrichment import Enricher, EnrichmentConfig
 from inbec_export.model import Finding, ItemFailure, MessageRecord, NonMailItem
+from inbec_export.prepare import MessagePreparer, PreparedMessage, map_message
 from inbec_export.readers import FileOpened, FileSkipped, iter_evidence
 from inbec_export.sinks.case_folder import CaseFolder
 from inbec_export.sinks.report import write_report
@@ -110,13 +111,18 @@ def analyze(
     notify = progress or (lambda _event, _detail: None)
     stats = RunStats()
     rules = RuleSet(case)
+    # The per-message rules run where each message is read; the others run here, in order.
+    preparer = MessagePreparer(case, [type(rule) for rule in rules.rules])
+    spanning = RuleSet(case, [type(rule) for rule in rules.rules if not rule.per_message])
     enricher = Enricher(enrichment, case, out_dir) if enrichment and enrichment.enabled else None
     folder = CaseFolder(out_dir)
     try:
-        for event in iter_evidence(inputs, workers):
-            if isinstance(event, MessageRecord):
-                _handle_message(event, case, rules, folder, stats, enricher)
-                notify("message", event.evidence_path)
+        for item in iter_evidence(inputs, workers, preparer):
+            # A record arrives unprepared only from a reader that does not prepare.
+            event = preparer(item) if isinstance(item, MessageRecord) else item
+            if isinstance(event, PreparedMessage):
+                _handle_message(event, case, spanning, folder, stats, enricher)
+                notify("message", event.record.evidence_path)
             elif isinstance(event, FileOpened):
                 ev = event.evidence
                 stats.evidence[ev.path] = EvidenceStats(ev.path, ev.format, ev.size, ev.sha256)
@@ -130,7 +136,7 @@ def analyze(
                     stats.evidence[event.evidence_path].non_mail_items += 1
             elif isinstance(event, FileSkipped):
                 stats.skipped.append((event.path, event.reason))
-        finished: Iterable[Finding] = rules.finish()
+        finished: Iterable[Finding] = spanning.finish()
         if enricher is not None:
             finished = enricher.run(list(finished))
         for finding in finished:
@@ -141,7 +147,7 @@ def analyze(
         folder.abort()
         raise
     finally:
-        rules.close()
+        spanning.close()
         if enricher is not None:
             enricher.close()
     summary = build_summary(case, stats)
@@ -151,37 +157,34 @@ def analyze(
 
 
 def _handle_message(
-    record: MessageRecord,
+    prepared: PreparedMessage,
     case: CaseContext,
-    rules: RuleSet,
+    spanning: RuleSet,
     folder: CaseFolder,
     stats: RunStats,
     enricher: Enricher | None = None,
 ) -> None:
+    record = prepared.record
     stats.messages_read += 1
     if record.evidence_path in stats.evidence:
         stats.evidence[record.evidence_path].messages += 1
-    try:
-        findings = list(rules.observe(record))
-        rule_ids = sorted({f.rule_id for f in findings})
-        document = message_document(record, case, rule_ids)
-        events = message_events(record, rule_ids)
-    except Exception as exc:  # one bad record costs that record, listed with its reason
-        logger.warning("%s [%s]: not mapped: %s", record.evidence_path, record.item_id, exc)
-        _handle_failure(
-            ItemFailure(record.evidence_path, record.item_id, f"not mapped to ECS: {exc}"),
-            folder,
-            stats,
-        )
+    late = spanning.observe(record)
+    if late:
+        # A rule that spans messages raised a finding at once: the document must name it.
+        prepared = map_message(record, case, prepared.findings + late)
+    if prepared.document is None or prepared.events is None:
+        where, item, error = record.evidence_path, record.item_id, prepared.error
+        logger.warning("%s [%s]: not mapped: %s", where, item, error)
+        _handle_failure(ItemFailure(where, item, f"not mapped to ECS: {error}"), folder, stats)
         return
-    folder.write_message(record.doc_id, document)
-    folder.write_events(events)
+    folder.write_message_json(record.doc_id, prepared.document)
+    folder.write_event_lines(prepared.events)
     stats.messages_written += 1
     if enricher is not None:
-        enricher.observe(record, rule_ids)
-    for finding in findings:
+        enricher.observe(record, prepared.rule_ids)
+    for finding in prepared.findings:
         _write_finding(finding, case, folder, stats)
-    for finding in findings:
+    for finding in prepared.findings:
         if finding.rule_id == "subject-match":
             stats.subject_matches += 1
             folder.add_subject_match(subject_match_row(finding))

@@ -72,3 +72,9 @@ def pst_events_then_hang(evidence: EvidenceFile) -> Iterator[ReadEvent]:
     yield ItemFailure(evidence.path, "item 1", "first")
     yield ItemFailure(evidence.path, "item 2", "second")
     time.sleep(HANG_SECONDS)
+
+
+def own_pid(count: int) -> Iterator[int]:
+    """Yield the child's pid ``count`` times."""
+    for _ in range(count):
+        yield os.getpid()

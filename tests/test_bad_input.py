@@ -21,7 +21,7 @@ from inbec_export.model import ItemFailure, MessageRecord
 from inbec_export.pipeline import analyze
 from inbec_export.readers import FileSkipped, iter_evidence, walk_inputs
 from inbec_export.readers.headers import parse_date
-from inbec_export.sinks.case_folder import csv_cell
+from inbec_export.sinks.case_folder import csv_cell, strict_json
 from inbec_export.sinks.spill import SortedSpill
 
 MESSAGE = (
@@ -236,3 +236,12 @@ def test_a_signal_leaves_the_case_incomplete_and_a_rerun_completes(
     assert subprocess.run(command, capture_output=True, timeout=300).returncode == 0
     for name in CASE_FILES:
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
+
+
+def test_strict_json_replaces_lone_surrogates_only() -> None:
+    assert strict_json('{"a":"plain"}') == '{"a":"plain"}'
+    assert strict_json('{"a":"Grüße, 東京"}') == '{"a":"Grüße, 東京"}'
+    # A file name byte that was not UTF-8, as Python's surrogateescape holds it.
+    assert strict_json('{"path":"inv\udcffoice.eml"}') == '{"path":"inv\\\\xffoice.eml"}'
+    # A lone surrogate of any other kind keeps its code point, written out.
+    assert strict_json('{"s":"x\ud83dy é"}') == '{"s":"x\\\\ud83dy é"}'

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from inbec_export.case import CaseContext, compile_subject_pattern
 from inbec_export.detections import (
@@ -24,7 +26,10 @@ from inbec_export.detections.lookalike_domain import LookalikeDomainRule
 from inbec_export.detections.lookalike_message import LookalikeMessageRule
 from inbec_export.detections.originating_ip import OriginatingIpRule
 from inbec_export.detections.payment_language import (
+    _SCANNER,
+    PAYMENT_PHRASES,
     PaymentLanguageRule,
+    _search_ibans,
     find_ibans,
     iban_checks,
     payment_phrases,
@@ -1093,6 +1098,46 @@ def test_payment_phrases() -> None:
     assert payment_phrases("Our banking details are below") == ["bank details"]
 
 
+def _plain_phrases(text: str) -> list[str]:
+    """The labels of one plain left-to-right scan with every phrase (the definition)."""
+    found = {int(hit.lastgroup[1:]) for hit in _SCANNER.finditer(text) if hit.lastgroup}
+    return [PAYMENT_PHRASES[index][0] for index in sorted(found)]
+
+
+#: Words and pieces of the phrases, their near misses, odd cases and separators.
+_PHRASE_PIECES = (
+    "change", "changed", "of", "our", "bank", "banking", "details", "new", "account",
+    "number", "no.", "#", "updated", "update", "payment", "wire", "wired", "wireless",
+    "IBAN", "iban", "swift", "/", "bic", "code", "sort", "ACH", "ach", "each", "aba",
+    "routing", "overdue", "past", "-", "due", "invoice", "unpaid", "balances", "urgent",
+    "ASAP", "gift", "google", "play", "cards", "W-2", "W2s", "w2", "direct", "deposit",
+    "payroll", "neue", "Bankverbindung", "Änderung", "unserer", "İBAN", "ſort", "K",
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(_PHRASE_PIECES),
+            st.sampled_from([" ", "  ", "\n", ", ", "", ".", "-", "\u00a0"]),
+            st.booleans(),
+        ),
+        max_size=14,
+    )
+)
+def test_payment_phrases_fast_scan_equals_plain_scan(parts: list[tuple[str, str, bool]]) -> None:
+    text = "".join((word.upper() if upper else word) + sep for word, sep, upper in parts)
+    assert payment_phrases(text) == _plain_phrases(text)
+
+
+def test_payment_phrases_fast_scan_on_long_text() -> None:
+    filler = "Please find the minutes of the weekly meeting attached. " * 300
+    text = filler + "Kindly note our new bank account details; the invoice is overdue. " + filler
+    assert payment_phrases(text) == _plain_phrases(text) == ["new bank account"]
+    assert payment_phrases(filler) == _plain_phrases(filler) == []
+
+
 def test_payment_language_low_and_medium() -> None:
     internal = rec("1", subject="Urgent: payroll change", body="")
     outside = rec("2", "ap@vendor.com", subject="Invoice", body="Our new bank account details.")
@@ -1126,6 +1171,21 @@ def test_urgency_alone_is_low_even_from_outside() -> None:
         "Payment language (urgent) in 'Re: Shapelib Digest' from ann@vendor.com at "
         "2024-03-05 09:12 UTC; outside sender vendor.com"
     )
+
+
+#: Pieces of IBANs and of text around them, with near misses.
+_IBAN_PIECES = (
+    "GB82", "WEST", "1234", "5698", "7654", "32", "DE89", "3704", "0044", "0532", "0130",
+    "00", "LT12", "1000", "0111", "0100", "gb82", "X", "Ä", "٣", " ", " ", "\u00a0", "\n",
+    "-", "IBAN:", "a",
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_IBAN_PIECES), max_size=16))
+def test_find_ibans_quick_test_loses_nothing(pieces: list[str]) -> None:
+    text = "".join(pieces)
+    assert find_ibans(text) == _search_ibans(text)
 
 
 def test_iban_checks_length_and_mod_97() -> None:

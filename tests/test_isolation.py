@@ -14,6 +14,7 @@ from isolation_helpers import (
     HANG_SECONDS,
     exits_silently,
     many_large,
+    own_pid,
     pid_then_sleep,
     pst_events_then_hang,
     slowly,
@@ -24,7 +25,12 @@ from isolation_helpers import (
 
 from inbec_export.model import EvidenceFile, ItemFailure
 from inbec_export.readers import pst
-from inbec_export.readers.isolation import STALL_SECONDS, WorkerFailure, iter_in_worker
+from inbec_export.readers.isolation import (
+    STALL_SECONDS,
+    WorkerFailure,
+    iter_in_worker,
+    worker_session,
+)
 
 #: Stall timeout of the watchdog tests, in seconds: short, yet far above scheduling noise.
 TEST_STALL_SECONDS = 1.0
@@ -226,3 +232,59 @@ def test_a_bad_stall_timeout_in_the_environment_keeps_the_default(
         assert pst.PstReader().stall_seconds == STALL_SECONDS
 
     assert f"INBEC_PST_STALL_SECONDS={value!r} is not a positive number of seconds" in caplog.text
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_session_reuses_one_child_and_ends_it_promptly() -> None:
+    with worker_session():
+        first = list(iter_in_worker(own_pid, 3))
+        second = list(iter_in_worker(own_pid, 2))
+        errors = list(iter_in_worker(two_then_raise))
+        third = list(iter_in_worker(own_pid, 1))
+        started = time.monotonic()
+    ended = time.monotonic() - started
+
+    assert len(set(first)) == 1
+    assert second == [first[0]] * 2
+    # A Python error ends that generator only: the same child runs the next one.
+    assert errors[:2] == ["a", "b"] and isinstance(errors[2], WorkerFailure)
+    assert errors[2].error == "ValueError: bad item 3"
+    assert third == [first[0]]
+    assert first[0] != os.getpid()
+    # The idle child leaves as soon as the session closes its requests pipe, instead of
+    # being waited for and then terminated.
+    assert ended < 2.0
+    assert _gone(first[0])
+
+
+def test_a_session_replaces_a_child_that_crashed() -> None:
+    with worker_session():
+        before = list(iter_in_worker(own_pid, 1))
+        crashed = list(iter_in_worker(three_then_segfault))
+        after = list(iter_in_worker(own_pid, 2))
+
+    assert crashed[:3] == [1, 2, 3]
+    assert isinstance(crashed[3], WorkerFailure)
+    assert crashed[3].signal_number == signal.SIGSEGV
+    assert after[0] == after[1] != before[0]
+    assert _gone(before[0]) and _gone(after[0])
+
+
+def test_a_session_replaces_a_child_left_mid_stream(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    with worker_session():
+        stream = iter_in_worker(pid_then_sleep, str(pid_file))
+        busy = next(stream)
+        stream.close()
+        after = list(iter_in_worker(own_pid, 1))
+
+    assert busy == int(pid_file.read_text("ascii"))
+    assert _gone(busy)
+    assert after[0] != busy

@@ -124,3 +124,43 @@ def test_stopping_early_leaves_no_worker(tmp_path: Path, workers: int) -> None:
     import multiprocessing
 
     assert multiprocessing.active_children() == []
+
+
+def test_workers_are_reused_and_a_killed_one_costs_only_its_file(tmp_path: Path) -> None:
+    """Two workers read twelve files; one is killed after the first event: the file it
+    was reading (if any) gets one failure line, files it had not begun are read by
+    another worker, and every other file arrives whole."""
+    import multiprocessing
+    import os
+    import signal
+
+    inputs = []
+    for index in range(12):
+        path = tmp_path / f"{index:02d}.eml"
+        body = "".join(f"line {n} of message {index}\r\n" for n in range(2000))
+        path.write_bytes(f"From: a{index}@example.com\r\nSubject: s{index}\r\n\r\n{body}".encode())
+        inputs.append(path)
+    events = iter_evidence(inputs, workers=2)
+    first = next(events)
+    children = multiprocessing.active_children()
+    assert len(children) == 2
+    os.kill(children[0].pid or 0, signal.SIGKILL)
+    rest = [first, *events]
+
+    opened = [e.evidence.path for e in rest if type(e).__name__ == "FileOpened"]
+    subjects = [e.subject for e in rest if isinstance(e, MessageRecord)]
+    failed = {e.evidence_path: e.reason for e in rest if isinstance(e, ItemFailure)}
+    assert set(failed) <= set(map(str, inputs))
+    for reason in failed.values():
+        assert reason == (
+            "reader worker ended (status -9) before the end of the file; "
+            "the rest of the file was not read"
+        )
+    # Each file either arrived whole or failed: nothing is lost without a line saying so.
+    whole = [str(p) for p in inputs if f"s{inputs.index(p)}" in subjects]
+    assert sorted(whole + list(failed)) == sorted(map(str, inputs))
+    assert len(failed) <= 1
+    # Still in input order, whichever worker read a file.
+    assert opened == sorted(opened)
+    assert set(whole) <= set(opened)
+    assert multiprocessing.active_children() == []

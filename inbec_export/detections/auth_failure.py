@@ -48,6 +48,7 @@ class AuthFailureRule(Rule):
     """One finding per message whose receiving server recorded a failing result."""
 
     id = "auth-failure"
+    per_message = True
     name = "Sender authentication failure"
     severity = "medium"
     description = "SPF, DKIM, DMARC or compauth failed at the receiving server."

@@ -24,6 +24,12 @@ class Rule(ABC):
     name: ClassVar[str]
     severity: ClassVar[Severity] = "medium"
     description: ClassVar[str] = ""
+    #: True for a rule that keeps nothing between messages and raises all its findings
+    #: from ``observe``: it may then run wherever the message is read (a reading worker
+    #: process), in any order. A rule that keeps state leaves it False and must raise
+    #: findings only from ``finish``, so that a message document can be written before
+    #: the rules that span messages have seen it.
+    per_message: ClassVar[bool] = False
 
     def __init__(self, case: CaseContext) -> None:
         self.case = case

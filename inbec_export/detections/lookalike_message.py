@@ -31,6 +31,7 @@ class LookalikeMessageRule(Rule):
     """One finding per message that names a lookalike domain anywhere in its headers."""
 
     id = "lookalike-message"
+    per_message = True
     name = "Message involving a lookalike domain"
     severity = "high"
     description = "A message whose addresses, hops or Message-ID use a lookalike domain."

@@ -34,6 +34,7 @@ class SubjectMatchRule(Rule):
     """One finding per message whose subject matches the case's pattern."""
 
     id = "subject-match"
+    per_message = True
     name = "Subject matches the case pattern"
     severity = "low"
     description = "The subject matches the pattern the analyst gave for this case."

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ from inbec_export.case import is_case_folder
 from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
 from inbec_export.readers import eml, mbox, msg, pst  # noqa: F401  (registration)
 from inbec_export.readers.base import describe, hash_file, reader_for, readers, sniff_format
+from inbec_export.readers.isolation import worker_session
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +90,11 @@ def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
             yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
 
 
-def iter_evidence(inputs: Iterable[Path], workers: int = 1) -> Iterator[EvidenceEvent]:
+def iter_evidence(
+    inputs: Iterable[Path],
+    workers: int = 1,
+    prepare: Callable[[MessageRecord], object] | None = None,
+) -> Iterator[EvidenceEvent]:
     """Read every evidence file under ``inputs``, one event at a time.
 
     A file that cannot be opened or read costs that file only: it becomes an
@@ -100,20 +105,38 @@ def iter_evidence(inputs: Iterable[Path], workers: int = 1) -> Iterator[Evidence
         workers: files read at the same time, in worker processes
             (:mod:`~inbec_export.readers.parallel`); the events come in the same order
             whatever the number.
+        prepare: applied to every record (after :func:`bound_record`) in the process
+            that read it, and its result handed on in the record's place; it must be
+            picklable and must not raise. None hands on the records themselves.
     """
+    finish = _Finish(prepare)
     if workers > 1:
         from inbec_export.readers.parallel import iter_parallel
 
-        yield from iter_parallel(inputs, workers)
+        yield from iter_parallel(inputs, workers, finish)
         return
-    for path in walk_inputs(inputs):
-        if isinstance(path, ItemFailure):
-            yield path
-        else:
-            yield from _read_file(path)
+    # One reader child serves every PST/OST file of the walk, one after another.
+    with worker_session():
+        for path in walk_inputs(inputs):
+            if isinstance(path, ItemFailure):
+                yield path
+            else:
+                yield from _read_file(path, finish)
 
 
-def _read_file(path: Path) -> Iterator[EvidenceEvent]:
+class _Finish:
+    """What is done to each record where it is read: :func:`bound_record`, then the
+    caller's ``prepare`` (picklable, so a reading process can be given it)."""
+
+    def __init__(self, prepare: Callable[[MessageRecord], object] | None) -> None:
+        self.prepare = prepare
+
+    def __call__(self, record: MessageRecord) -> object:
+        bound_record(record)
+        return record if self.prepare is None else self.prepare(record)
+
+
+def _read_file(path: Path, finish: Callable[[MessageRecord], object]) -> Iterator[EvidenceEvent]:
     name = str(path)
     evidence_name = path.name.lower().endswith(EVIDENCE_SUFFIXES)
     try:
@@ -149,10 +172,7 @@ def _read_file(path: Path) -> Iterator[EvidenceEvent]:
     yield FileOpened(evidence)
     reader = reader_for(format_name)()
     try:
-        for event in reader.read(evidence):
-            if isinstance(event, MessageRecord):
-                bound_record(event)
-            yield event
+        yield from reader.read_finished(evidence, finish)  # type: ignore[misc]
     except Exception as exc:
         yield ItemFailure(name, None, f"reading stopped: {describe(exc)}")
 

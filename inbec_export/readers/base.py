@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
-from inbec_export.model import EvidenceFile, EvidenceFormat, ReadEvent
+from inbec_export.model import EvidenceFile, EvidenceFormat, MessageRecord, ReadEvent
 
 #: Bytes read from the start of a file to recognise its format.
 SNIFF_BYTES = 8192
@@ -39,6 +39,17 @@ class Reader(ABC):
     @abstractmethod
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
         """Yield the records, failures and non-mail items of ``evidence``."""
+
+    def read_finished(
+        self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object]
+    ) -> Iterator[object]:
+        """The events of :meth:`read`, each record replaced by ``finish(record)``.
+
+        A reader that reads in another process overrides this to call ``finish`` there,
+        so that the per-message work runs beside the reading.
+        """
+        for event in self.read(evidence):
+            yield finish(event) if isinstance(event, MessageRecord) else event
 
 
 _REGISTRY: list[type[Reader]] = []

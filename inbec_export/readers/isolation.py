@@ -18,6 +18,13 @@ it and ends with a :class:`WorkerFailure` whose ``stalled_seconds`` is set; the 
 received before are kept. The clock runs only while the parent waits for the child, so
 a slow consumer of the items never counts against the child.
 
+Reuse: inside :func:`worker_session` (the evidence walk opens one), the child is kept
+between calls, and the next generator runs in the same process: starting a child per file
+costs a fork and a cold heap, which on a folder of many small PSTs is more than reading
+them. A child that crashed, stalled or was left mid-stream is not reused; the next call
+starts a fresh one, so one bad file still costs only itself. Outside a session each call
+has a child of its own.
+
 Limitations: items and arguments must be picklable; the child is started with ``fork``
 on Linux when the caller runs a single thread (fast, nothing re-imported) and with
 ``spawn`` otherwise, where the generator function must be importable by module name.
@@ -42,7 +49,8 @@ import struct
 import sys
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import DefaultContext, ForkContext, SpawnContext
@@ -153,18 +161,15 @@ def iter_in_worker(
     """
     if stall_seconds is not None and not stall_seconds > 0:
         raise ValueError(f"stall_seconds must be positive, not {stall_seconds!r}")
-    context = _context()
-    reader, writer = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_child_main, args=(writer, func, args, max(1, batch_size)), daemon=True
-    )
-    process.start()
-    # The parent must drop its copy of the write end, or a dead child never gives EOF.
-    writer.close()
-    frames = _FrameReader(os.dup(reader.fileno()))
-    reader.close()
+    session = _current_session()
+    worker = session.take() if session is not None else None
+    if worker is None or not worker.submit(func, args, max(1, batch_size)):
+        if worker is not None:
+            worker.discard()
+        worker = _Worker()
+        worker.submit(func, args, max(1, batch_size))
     received = 0
-    finished = False
+    clean = False
     error: str | None = None
     try:
         while True:
@@ -172,13 +177,17 @@ def iter_in_worker(
             if wait is not None and received == 0:
                 wait += STARTUP_GRACE_SECONDS
             try:
-                frame = frames.next(wait)
+                frame = worker.frames.next(wait)
             except _Stalled:
-                _kill(process, received, stall_seconds)
+                _kill(worker.process, received, stall_seconds)
                 yield WorkerFailure(received, stalled_seconds=stall_seconds)
                 return
-            if frame is None:
-                break
+            if frame is None:  # the child is gone
+                worker.frames.close()
+                worker.process.join(JOIN_TIMEOUT_SECONDS)
+                failure = _failure(worker.process.exitcode, received, False, None)
+                yield failure or WorkerFailure(received)
+                return
             kind, payload = frame
             if kind == _ITEM:
                 received += 1
@@ -187,19 +196,117 @@ def iter_in_worker(
                 for item in payload:
                     received += 1
                     yield item
-            elif kind == _ERROR:
-                error = str(payload)
-            elif kind == _DONE:
-                finished = True
+            else:
+                # DONE or ERROR: the child finished this generator and waits for the next.
+                error = None if kind == _DONE else str(payload)
+                clean = True
                 break
-        frames.close()
-        process.join(JOIN_TIMEOUT_SECONDS)
-        failure = _failure(process.exitcode, received, finished, error)
-        if failure is not None:
-            yield failure
+        if session is not None:
+            session.give_back(worker)
+        else:
+            worker.close()
+        if error is not None:
+            yield WorkerFailure(received, error=error)
     finally:
-        frames.close()
-        _reap(process)
+        if not clean:
+            worker.discard()
+
+
+class _Worker:
+    """A child process that runs the generators it is sent, one after another.
+
+    Requests (``(func, args, batch_size)``) go down one pipe; frames come back up
+    another, each generator's ending with DONE or ERROR.
+    """
+
+    def __init__(self) -> None:
+        context = _context()
+        requests_in, self._requests = context.Pipe(duplex=False)
+        reader, writer = context.Pipe(duplex=False)
+        self.process = context.Process(
+            target=_serve, args=(requests_in, writer, (self._requests, reader)), daemon=True
+        )
+        self.process.start()
+        # The parent must drop its copies of the child's ends, or a dead child never
+        # gives EOF.
+        writer.close()
+        requests_in.close()
+        self.frames = _FrameReader(os.dup(reader.fileno()))
+        reader.close()
+
+    def submit(self, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], batch: int) -> bool:
+        """Ask the child to run ``func(*args)``; False when it can no longer be asked."""
+        if not self.process.is_alive():
+            return False
+        try:
+            self._requests.send((func, args, batch))
+        except (BrokenPipeError, ConnectionError, OSError):
+            return False
+        return True
+
+    def close(self) -> None:
+        """Let an idle child end (no more requests) and reap it."""
+        self._requests.close()
+        self.frames.close()
+        self.process.join(JOIN_TIMEOUT_SECONDS)
+        _reap(self.process)
+
+    def discard(self) -> None:
+        """Stop a child that cannot be reused (mid-stream, crashed or hung) and reap it."""
+        self._requests.close()
+        self.frames.close()
+        _reap(self.process)
+
+
+class WorkerSession:
+    """Keeps one idle child between calls of :func:`iter_in_worker` (see
+    :func:`worker_session`)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._idle: _Worker | None = None
+        self._open = True
+
+    def take(self) -> _Worker | None:
+        """The idle child, if any, now owned by the caller."""
+        worker, self._idle = self._idle, None
+        return worker
+
+    def give_back(self, worker: _Worker) -> None:
+        """Keep ``worker``, which finished its generator cleanly, for the next call."""
+        if self._open and self._idle is None:
+            self._idle = worker
+        else:
+            worker.close()
+
+    def close(self) -> None:
+        """End and reap the idle child."""
+        self._open = False
+        worker, self._idle = self._idle, None
+        if worker is not None:
+            worker.close()
+
+
+_SESSIONS: list[WorkerSession] = []
+
+
+@contextmanager
+def worker_session() -> Iterator[WorkerSession]:
+    """Within this block, calls of :func:`iter_in_worker` in this process reuse one child."""
+    session = WorkerSession()
+    _SESSIONS.append(session)
+    try:
+        yield session
+    finally:
+        _SESSIONS.remove(session)
+        session.close()
+
+
+def _current_session() -> WorkerSession | None:
+    # A forked child inherits the list; only its own sessions count.
+    if _SESSIONS and _SESSIONS[-1].pid == os.getpid():
+        return _SESSIONS[-1]
+    return None
 
 
 class _Stalled(Exception):
@@ -306,13 +413,36 @@ def _reap(process: multiprocessing.process.BaseProcess) -> None:
         logger.warning("worker %s could not be reaped", process.pid)
 
 
-def _child_main(
-    writer: Connection, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], batch: int
+def _serve(
+    requests: Connection, writer: Connection, parent_ends: tuple[Connection, Connection]
 ) -> None:
-    """Body of the child: run the generator, write frames, end with DONE or ERROR."""
+    """Body of the child: run each requested generator, until the requests pipe ends."""
+    # A forked child holds copies of the parent's ends too: closed here, so that the
+    # requests pipe ends when the parent closes its end, and a write to a parent that
+    # is gone fails instead of blocking.
+    for end in parent_ends:
+        end.close()
     # The parent reports the crash; a traceback dump on the user's terminal adds nothing.
     faulthandler.disable()
     fd = writer.fileno()
+    try:
+        while True:
+            try:
+                func, args, batch = requests.recv()
+            except (EOFError, OSError):
+                return  # the parent has no more work, or is gone
+            if not _run(fd, func, args, batch):
+                return
+    except KeyboardInterrupt:
+        pass  # the user interrupted: the parent reports it
+    finally:
+        writer.close()
+        requests.close()
+
+
+def _run(fd: int, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], batch: int) -> bool:
+    """Write the frames of ``func(*args)``, ending with DONE or ERROR; False when the
+    parent stopped listening."""
     pending: list[Any] = []
     try:
         for item in func(*args):
@@ -326,18 +456,16 @@ def _child_main(
         if pending:
             _write(fd, (_BATCH, pending))
         _write(fd, (_DONE, None))
-    except (BrokenPipeError, KeyboardInterrupt):
-        # The parent stopped listening or the user interrupted: nothing left to report.
-        pass
+    except BrokenPipeError:
+        return False
     except Exception as exc:
         try:
             if pending:
                 _write(fd, (_BATCH, pending))
             _write(fd, (_ERROR, f"{type(exc).__name__}: {exc}"))
         except (BrokenPipeError, pickle.PicklingError, TypeError, AttributeError):
-            pass
-    finally:
-        writer.close()
+            return False
+    return True
 
 
 def _write(fd: int, frame: tuple[int, Any]) -> None:

@@ -58,11 +58,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any, TypeVar
 
-import extract_msg
-from extract_msg.enums import ErrorBehavior
-from extract_msg.exceptions import InvalidFileFormatError
-from extract_msg.recipient import Recipient
-
 from inbec_export.model import (
     Address,
     Attachment,
@@ -113,14 +108,19 @@ NON_MAIL_CLASSES: tuple[str, ...] = (
     "IPM.Microsoft",
 )
 
-#: extract-msg error handling: keep going past broken attachments, RTF that cannot be
-#: de-encapsulated, standard violations and bad named-property names.
-_TOLERANT = (
-    ErrorBehavior.ATTACH_SUPPRESS_ALL
-    | ErrorBehavior.RTFDE
-    | ErrorBehavior.STANDARDS_VIOLATION
-    | ErrorBehavior.NAMED_NAME_STREAM
-)
+
+def _tolerant() -> Any:
+    """extract-msg error handling: keep going past broken attachments, RTF that cannot be
+    de-encapsulated, standard violations and bad named-property names."""
+    from extract_msg.enums import ErrorBehavior
+
+    return (
+        ErrorBehavior.ATTACH_SUPPRESS_ALL
+        | ErrorBehavior.RTFDE
+        | ErrorBehavior.STANDARDS_VIOLATION
+        | ErrorBehavior.NAMED_NAME_STREAM
+    )
+
 
 #: Windows code pages ([MS-OXCMSG] PidTagInternetCodepage) whose Python codec is not
 #: simply ``cp<number>``.
@@ -219,22 +219,31 @@ class MsgReader(Reader):
 
 def _open(path: str) -> tuple[Any, list[str]]:
     """Open ``path`` with extract-msg; retry tolerating OLE defects if the strict open fails."""
+    # extract-msg (and what it imports) takes a quarter of a second to import: only runs
+    # with .msg evidence pay for it.
+    from extract_msg.enums import ErrorBehavior
+    from extract_msg.exceptions import InvalidFileFormatError
+
     try:
-        return _open_with(path, _TOLERANT), []
+        return _open_with(path, _tolerant()), []
     except InvalidFileFormatError:
         raise
     except OSError as first:
         # olefile rejects some damaged containers that it can still walk when told to
         # tolerate "incorrect" defects; evidence is worth the attempt.
-        msg = _open_with(path, _TOLERANT | ErrorBehavior.OLE_DEFECT_INCORRECT)
+        msg = _open_with(path, _tolerant() | ErrorBehavior.OLE_DEFECT_INCORRECT)
         return msg, [f"OLE container defects tolerated: {one_line(first)}"]
 
 
-def _open_with(path: str, behaviour: ErrorBehavior) -> Any:
+def _open_with(path: str, behaviour: Any) -> Any:
+    import extract_msg
+
     return extract_msg.openMsg(path, strict=False, delayAttachments=True, errorBehavior=behaviour)
 
 
 def _open_failure_reason(exc: BaseException) -> str:
+    from extract_msg.exceptions import InvalidFileFormatError
+
     if isinstance(exc, InvalidFileFormatError):
         return f"not an OLE compound file: {one_line(exc)}"
     return f"cannot open as an Outlook message: {describe(exc)}"
@@ -480,6 +489,8 @@ def _fill_recipients(record: MessageRecord, msg: Any) -> None:
 
 
 def _recipient(directory: str, msg: Any) -> Any:
+    from extract_msg.recipient import Recipient
+
     # int as the type class: extract-msg's RecipientType rejects values outside 1-3.
     return Recipient(directory, msg, int)  # type: ignore[type-var]
 

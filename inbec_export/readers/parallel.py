@@ -10,10 +10,16 @@ the events is therefore exactly that of one worker, so everything computed from 
 time changes. Spooling to disk rather than memory keeps memory flat however far the
 readers get ahead of the caller; each spool file is removed once it has been handed on.
 
+The N workers are started once and each reads one file after another (starting a
+process per file costs more than reading a small PST). Each record is prepared in the
+worker that read it (the ``finish`` callable: the per-message rules and the documents),
+so the caller is left with the rules that span messages and the writing.
+
 A file is read by the same code as in a single process (PST/OST files still go through
 their own crash-isolated child), so a damaged file gives the same failures either way.
-If a worker itself dies, the events it spooled are kept and one
-:class:`~inbec_export.model.ItemFailure` for the file says so.
+If a worker itself dies, the events it spooled are kept, one
+:class:`~inbec_export.model.ItemFailure` for the file says so, and a new worker takes the
+next file.
 
 Limitations: the events must be picklable (they are: plain dataclasses); a worker ahead
 of the caller spools what it reads to the temporary folder, which needs room for the
@@ -22,6 +28,7 @@ records (not the attachments) of up to N files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -30,14 +37,15 @@ import struct
 import tempfile
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Any
 
-from inbec_export.model import ItemFailure
-from inbec_export.readers.isolation import JOIN_TIMEOUT_SECONDS, _context
+from inbec_export.model import ItemFailure, MessageRecord
+from inbec_export.readers.isolation import JOIN_TIMEOUT_SECONDS, _context, worker_session
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +53,10 @@ logger = logging.getLogger(__name__)
 #: the next event (the pause doubles while nothing comes, and is short again after).
 MIN_WAIT_SECONDS = 0.0005
 MAX_WAIT_SECONDS = 0.05
+
+#: Files given to each worker ahead of the one being handed on: enough that a worker
+#: finished with a short file goes on with the next instead of waiting.
+FILES_IN_HAND = 3
 
 #: Bytes read from a spool file at once.
 SPOOL_READ_BYTES = 1024 * 1024
@@ -56,16 +68,116 @@ _EVENT = 0
 _DONE = 1
 
 
+class _Reader:
+    """A worker process that reads the files it is sent, one after another, each into
+    its own spool file (it keeps one PST reader child for all of them)."""
+
+    def __init__(self, finish: Callable[[MessageRecord], object]) -> None:
+        context = _context()
+        requests_in, self._requests = context.Pipe(duplex=False)
+        # Not a daemon: a daemon may not start the PST reader's child.
+        self.process = context.Process(
+            target=_serve_files, args=(requests_in, self._requests, finish)
+        )
+        self.process.start()
+        requests_in.close()
+        #: How the worker ended, once it is reaped (its process object is then closed).
+        self.ended: int | None = None
+        self.reaped = False
+
+    def alive(self) -> bool:
+        """True while the worker runs."""
+        return not self.reaped and self.process.is_alive()
+
+    def exitcode(self) -> int | None:
+        """The worker's exit status (negative: the signal that ended it), or None."""
+        return self.ended if self.reaped else self.process.exitcode
+
+    def _reap(self) -> None:
+        if not self.reaped:
+            self.ended = _stop(self.process)
+            self.reaped = True
+
+    def send(self, path: Path, spool: Path) -> bool:
+        """Ask the worker to read ``path`` into ``spool``; False when it cannot be asked."""
+        if not self.alive():
+            return False
+        try:
+            self._requests.send((str(path), str(spool)))
+        except (BrokenPipeError, ConnectionError, OSError):
+            return False
+        return True
+
+    def stop(self) -> None:
+        """Let an idle worker end; stop it if it does not, and reap it."""
+        with contextlib.suppress(BrokenPipeError, ConnectionError, OSError):
+            self._requests.send(None)
+        self._requests.close()
+        if not self.reaped:
+            self.process.join(JOIN_TIMEOUT_SECONDS)
+        self._reap()
+
+    def kill(self) -> None:
+        """Stop a worker that is busy or broken, and reap it."""
+        self._requests.close()
+        self._reap()
+
+
 @dataclass
 class _Job:
-    """One file being read by a worker into its spool file."""
+    """One file given to a worker to read into its spool file."""
 
     path: Path
     spool: Path
-    process: BaseProcess
+    reader: _Reader
 
 
-def iter_parallel(inputs: Iterable[Path], workers: int) -> Iterator[Any]:
+class _Pool:
+    """The worker processes of one run and the files each has been given."""
+
+    def __init__(self, workers: int, finish: Callable[[MessageRecord], object]) -> None:
+        self.workers = workers
+        self.finish = finish
+        self.jobs: dict[_Reader, int] = {}
+
+    def give(self, path: Path, spool: Path) -> _Job:
+        """Give ``path`` to the worker with the fewest files in hand (a new one while
+        there are fewer than ``workers``)."""
+        while True:
+            live = [reader for reader in self.jobs if reader.alive()]
+            if len(live) < self.workers:
+                reader = _Reader(self.finish)
+                self.jobs[reader] = 0
+            else:
+                reader = min(live, key=lambda r: self.jobs[r])
+            if reader.send(path, spool):
+                self.jobs[reader] += 1
+                return _Job(path, spool, reader)
+            self.drop(reader)
+
+    def done(self, job: _Job) -> None:
+        """``job`` has been handed on in full: its worker has one file less in hand."""
+        if job.reader in self.jobs:
+            self.jobs[job.reader] -= 1
+
+    def drop(self, reader: _Reader) -> None:
+        """Stop a worker that died or is left mid-file; its files not begun go to others."""
+        reader.kill()
+        self.jobs.pop(reader, None)
+
+    def close(self) -> None:
+        """Stop every worker: idle ones are asked to end, busy ones are stopped."""
+        for reader, count in self.jobs.items():
+            if count:
+                reader.kill()
+            else:
+                reader.stop()
+        self.jobs.clear()
+
+
+def iter_parallel(
+    inputs: Iterable[Path], workers: int, finish: Callable[[MessageRecord], object]
+) -> Iterator[Any]:
     """Yield the events of every evidence file under ``inputs``, reading ``workers``
     files at a time in worker processes; the order is that of ``iter_evidence``.
 
@@ -73,6 +185,7 @@ def iter_parallel(inputs: Iterable[Path], workers: int) -> Iterator[Any]:
         inputs: files and folders, walked as :func:`~inbec_export.readers.walk_inputs`
             walks them.
         workers: how many files are read at the same time (2 or more).
+        finish: applied to each record in the worker that read it (picklable).
 
     Returns:
         An iterator of the events of :func:`~inbec_export.readers.iter_evidence`.
@@ -81,31 +194,37 @@ def iter_parallel(inputs: Iterable[Path], workers: int) -> Iterator[Any]:
 
     folder = Path(tempfile.mkdtemp(prefix="inbec-spool-"))
     pending: deque[_Job | ItemFailure] = deque()
+    pool = _Pool(workers, finish)
     paths = walk_inputs(inputs)
     started = 0
     try:
         exhausted = False
         while True:
-            while not exhausted and _running(pending) < workers:
+            while not exhausted and _running(pending) < workers * FILES_IN_HAND:
                 entry = next(paths, None)
                 if entry is None:
                     exhausted = True
                 elif isinstance(entry, ItemFailure):
                     pending.append(entry)
                 else:
-                    pending.append(_start(entry, folder / f"{started}.spool"))
+                    pending.append(pool.give(entry, folder / f"{started}.spool"))
                     started += 1
             if not pending:
                 return
             head = pending.popleft()
             if isinstance(head, ItemFailure):
                 yield head
-            else:
-                yield from _drain(head)
+                continue
+            finished = False
+            try:
+                finished = yield from _drain(head, pool)
+            finally:
+                if finished:
+                    pool.done(head)
+                else:
+                    pool.drop(head.reader)
     finally:
-        for job in pending:
-            if isinstance(job, _Job):
-                _stop(job.process)
+        pool.close()
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -113,19 +232,34 @@ def _running(pending: deque[_Job | ItemFailure]) -> int:
     return sum(1 for job in pending if isinstance(job, _Job))
 
 
-def _start(path: Path, spool: Path) -> _Job:
-    context = _context()
-    process = context.Process(target=_spool_file, args=(str(path), str(spool)))
-    process.start()
-    return _Job(path, spool, process)
+def _serve_files(
+    requests: Connection, parent_end: Connection, finish: Callable[[MessageRecord], object]
+) -> None:
+    """Body of a worker: read each file it is sent into its spool file, until told to stop."""
+    # A forked worker holds a copy of the parent's end of its requests pipe: not needed.
+    parent_end.close()
+    try:
+        with worker_session():
+            while True:
+                try:
+                    job = requests.recv()
+                except (EOFError, OSError):
+                    return
+                if job is None:
+                    return
+                _spool_file(job[0], job[1], finish)
+    except KeyboardInterrupt:
+        pass  # the user interrupted: the parent stops the run
+    finally:
+        requests.close()
 
 
-def _spool_file(path: str, spool: str) -> None:
-    """Body of a worker: read one file and write its events, then DONE, to ``spool``."""
+def _spool_file(path: str, spool: str, finish: Callable[[MessageRecord], object]) -> None:
+    """Read one file and write its events, then DONE, to ``spool``."""
     from inbec_export.readers import _read_file
 
     with open(spool, "wb") as handle:
-        for event in _read_file(Path(path)):
+        for event in _read_file(Path(path), finish):
             _write(handle, (_EVENT, event))
         _write(handle, (_DONE, None))
 
@@ -137,21 +271,23 @@ def _write(handle: IO[bytes], frame: tuple[int, Any]) -> None:
     handle.flush()
 
 
-def _drain(job: _Job) -> Iterator[Any]:
-    """Yield the events of ``job`` as its worker spools them, then reap the worker."""
+def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
+    """Yield the events of ``job`` as its worker spools them; return True when the file
+    was handed on to its end (False: its worker died, and a failure says so)."""
     buffer = bytearray()
     wait = MIN_WAIT_SECONDS
     done = False
-    # The worker creates the spool file when it starts; until then there is nothing to read.
-    while not job.spool.exists() and job.process.is_alive():
+    # The worker creates the spool file when it begins the file; until then there is
+    # nothing to read. A worker that died before beginning it leaves it to another.
+    while not job.spool.exists():
+        if not job.reader.alive() and not job.spool.exists():
+            pool.drop(job.reader)
+            job.reader = pool.give(job.path, job.spool).reader
         time.sleep(wait)
         wait = min(2 * wait, MAX_WAIT_SECONDS)
+    handle = job.spool.open("rb")
     try:
-        handle = job.spool.open("rb")
-    except FileNotFoundError:
-        handle = None
-    try:
-        while handle is not None and not done:
+        while not done:
             chunk = handle.read(SPOOL_READ_BYTES)
             if chunk:
                 buffer += chunk
@@ -165,29 +301,29 @@ def _drain(job: _Job) -> Iterator[Any]:
                 yield payload
             if done or chunk:
                 continue
-            if not job.process.is_alive():
-                # One more read: the worker may have written its last frames and exited.
+            if not job.reader.alive():
+                # One more read: the worker may have written its last frames and died.
                 if not _more(handle, buffer):
                     break
                 continue
             time.sleep(wait)
             wait = min(2 * wait, MAX_WAIT_SECONDS)
     finally:
-        if handle is not None:
-            handle.close()
-        if done:
-            job.process.join(JOIN_TIMEOUT_SECONDS)
-        exitcode = job.process.exitcode
-        _stop(job.process)
+        handle.close()
         job.spool.unlink(missing_ok=True)
-    if not done:
-        logger.warning("%s: reader worker ended with status %s", job.path, exitcode)
-        yield ItemFailure(
-            str(job.path),
-            None,
-            f"reader worker ended (status {exitcode}) before the end of the file; "
-            "the rest of the file was not read",
-        )
+    if done:
+        return True
+    if job.reader.alive():  # the worker is gone or going: wait for its status
+        job.reader.process.join(JOIN_TIMEOUT_SECONDS)
+    exitcode = job.reader.exitcode()
+    logger.warning("%s: reader worker ended with status %s", job.path, exitcode)
+    yield ItemFailure(
+        str(job.path),
+        None,
+        f"reader worker ended (status {exitcode}) before the end of the file; "
+        "the rest of the file was not read",
+    )
+    return False
 
 
 def _more(handle: IO[bytes], buffer: bytearray) -> bool:
@@ -212,18 +348,20 @@ def _frames(buffer: bytearray) -> tuple[list[tuple[int, Any]], int]:
     return frames, offset
 
 
-def _stop(process: BaseProcess) -> None:
-    """Stop a worker that still runs (the caller stopped early) and reap it."""
+def _stop(process: BaseProcess) -> int | None:
+    """Stop a worker that still runs and reap it; return its exit status."""
     if process.is_alive():
         process.terminate()
         process.join(JOIN_TIMEOUT_SECONDS)
     if process.is_alive():
         process.kill()
         process.join(JOIN_TIMEOUT_SECONDS)
+    exitcode = process.exitcode
     try:
         process.close()
     except ValueError:
         logger.warning("reader worker %s could not be reaped", process.pid)
+    return exitcode
 
 
 def default_workers() -> int:

@@ -45,7 +45,7 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -267,10 +267,25 @@ class PstReader(Reader):
         return head.startswith(b"!BDN")
 
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
+        # Without ``finish`` the events are the reader's own.
+        yield from self._events(evidence, None)  # type: ignore[misc]
+
+    def read_finished(
+        self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object]
+    ) -> Iterator[object]:
+        # ``finish`` runs in the reading child, beside libpff, not in the caller.
+        return self._events(evidence, finish)
+
+    def _events(
+        self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object] | None
+    ) -> Iterator[object]:
         if not self.isolated:
-            yield from read_pst(evidence)
+            yield from read_pst_finished(evidence, finish)
             return
-        for event in iter_in_worker(read_pst, evidence, stall_seconds=self.stall_seconds):
+        events = iter_in_worker(
+            read_pst_finished, evidence, finish, stall_seconds=self.stall_seconds
+        )
+        for event in events:
             if isinstance(event, WorkerFailure):
                 reason = event.describe(self.worker_name)
                 yield ItemFailure(evidence.path, None, reason)
@@ -296,6 +311,17 @@ def _env_stall_seconds() -> float:
         )
         return STALL_SECONDS
     return seconds
+
+
+def read_pst_finished(
+    evidence: EvidenceFile, finish: Callable[[MessageRecord], object] | None
+) -> Iterator[object]:
+    """The events of :func:`read_pst`, each record replaced by ``finish(record)``."""
+    for event in read_pst(evidence):
+        if finish is not None and isinstance(event, MessageRecord):
+            yield finish(event)
+        else:
+            yield event
 
 
 def read_pst(evidence: EvidenceFile) -> Iterator[ReadEvent]:

@@ -1,0 +1,113 @@
+"""The per-message stage: prepared where a message is read, the same as prepared here."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Iterable
+from pathlib import Path
+
+import pytest
+
+from inbec_export.case import CaseContext
+from inbec_export.detections import base
+from inbec_export.detections.base import Rule
+from inbec_export.model import Finding, MessageRecord, MessageRef
+from inbec_export.pipeline import analyze
+from inbec_export.prepare import MessagePreparer, PreparedMessage
+from inbec_export.readers import iter_evidence
+from inbec_export.sample.generator import generate_sample_case
+
+
+def _case(legit: Iterable[str]) -> CaseContext:
+    return CaseContext(case_id="prepare", legit_domains=tuple(legit))
+
+
+def test_only_rules_that_keep_nothing_between_messages_run_per_message() -> None:
+    preparer = MessagePreparer(_case(["acme-corp.com"]))
+    assert sorted(rule.id for rule in preparer.rule_types) == [
+        "auth-failure",
+        "lookalike-message",
+        "payment-language",
+        "subject-match",
+    ]
+
+
+def _record(subject: str) -> MessageRecord:
+    return MessageRecord(
+        evidence_path="x.eml",
+        evidence_sha256="0" * 64,
+        evidence_format="eml",
+        item_id="message",
+        subject=subject,
+    )
+
+
+def test_a_preparer_pickles_without_its_rule_instances() -> None:
+    preparer = MessagePreparer(_case(["acme-corp.com"]))
+    first = preparer(_record("Urgent wire"))
+    copy = pickle.loads(pickle.dumps(preparer))
+    assert copy._rules is None
+    again = copy(_record("Urgent wire"))
+    assert again.document == first.document
+    assert again.rule_ids == first.rule_ids == ["payment-language"]
+
+
+def test_records_prepared_in_worker_processes_equal_records_prepared_here(
+    tmp_path: Path,
+) -> None:
+    sample = generate_sample_case(tmp_path / "sample")
+    preparer = MessagePreparer(_case(sample.legit_domains))
+    here = [
+        preparer(event)
+        for event in iter_evidence([sample.evidence_dir])
+        if isinstance(event, MessageRecord)
+    ]
+    there = [
+        event
+        for event in iter_evidence([sample.evidence_dir], workers=2, prepare=preparer)
+        if isinstance(event, PreparedMessage)
+    ]
+    assert len(here) == len(there) == len(sample.messages)
+    assert [p.document for p in there] == [p.document for p in here]
+    assert [p.events for p in there] == [p.events for p in here]
+    assert [[f.doc_id for f in p.findings] for p in there] == [
+        [f.doc_id for f in p.findings] for p in here
+    ]
+    flagged = [p for p in there if p.rule_ids]
+    assert flagged, "the sample case has messages the per-message rules flag"
+    for prepared in flagged:
+        document = json.loads(prepared.document or "")
+        assert document["inbec"]["finding"]["rule_ids"] == prepared.rule_ids
+
+
+class _EagerSpanningRule(Rule):
+    """A rule that keeps state yet raises a finding at once (against the contract)."""
+
+    id = "eager-test"
+    name = "Eager test rule"
+
+    def observe(self, record: MessageRecord) -> Iterable[Finding]:
+        return [
+            Finding(
+                rule_id=self.id,
+                rule_name=self.name,
+                severity="low",
+                reason=f"seen {record.item_id}",
+                key=record.doc_id,
+                messages=[MessageRef.of(record)],
+            )
+        ]
+
+
+def test_a_finding_raised_at_once_by_a_spanning_rule_is_named_in_the_document(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(base, "_REGISTRY", [*base.rules(), _EagerSpanningRule])
+    evidence = tmp_path / "one.eml"
+    evidence.write_bytes(b"From: a@example.com\r\nSubject: hello\r\n\r\nbody\r\n")
+    summary = analyze([evidence], _case([]), tmp_path / "case")
+    assert summary["findings_by_rule"] == {"eager-test": 1}
+    lines = (tmp_path / "case" / "messages.ndjson").read_text("utf-8").splitlines()
+    assert len(lines) == 2
+    assert json.loads(lines[1])["inbec"]["finding"]["rule_ids"] == ["eager-test"]
