@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Literal
+from typing import Literal, TypeVar
 
 #: Body text kept per message for keyword rules, in characters.
 BODY_CAP_CHARS = 64 * 1024
@@ -14,10 +14,26 @@ BODY_CAP_CHARS = 64 * 1024
 #: Evidence formats the readers know.
 EvidenceFormat = Literal["pst", "msg", "eml", "mbox"]
 
+_T = TypeVar("_T")
+
 #: Address header fields, in the order they are reported.
 ADDRESS_FIELDS: tuple[str, ...] = ("from", "sender", "reply_to", "return_path", "to", "cc", "bcc")
 
 
+def pickled_by_fields(cls: type[_T]) -> type[_T]:
+    """Pickle instances of the dataclass ``cls`` as a call of its constructor with its
+    field values: several times faster than the generated per-field state functions,
+    and records cross a process boundary by the thousand."""
+    names = tuple(item.name for item in fields(cls))  # type: ignore[arg-type]
+
+    def __reduce__(self: _T) -> tuple[type[_T], tuple[object, ...]]:
+        return cls, tuple(getattr(self, name) for name in names)
+
+    cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
+    return cls
+
+
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Address:
     """One mailbox from an address header: display name and address (lower-cased)."""
@@ -32,6 +48,7 @@ class Address:
         return domain.strip().rstrip(".").lower()
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class AuthResult:
     """One method result from Authentication-Results, ARC-Authentication-Results or
@@ -49,6 +66,7 @@ class AuthResult:
     reason: str | None = None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Hop:
     """One Received header: who handed the message to whom, from which IP, and when."""
@@ -60,6 +78,7 @@ class Hop:
     protocol: str | None = None
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class Attachment:
     """An attachment's name, size, MIME type and SHA-256 of its content."""
@@ -118,6 +137,7 @@ class Headers:
         self._items = state
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class MessageRecord:
     """One mail item from the evidence, normalised whatever format it came from.
@@ -187,6 +207,7 @@ class MessageRecord:
         return stable_id("message", self.evidence_sha256, self.item_id)
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class ItemFailure:
     """An item (or a whole file, when ``item`` is None) that could not be read."""
@@ -201,6 +222,7 @@ class ItemFailure:
         return f"{where}: {self.reason}"
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class NonMailItem:
     """An item that is not mail (contact, appointment, task...), recognised and counted."""
@@ -210,6 +232,7 @@ class NonMailItem:
     message_class: str
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class EvidenceFile:
     """One evidence file as opened by a reader: path, format, size and SHA-256."""
@@ -228,6 +251,7 @@ ReadEvent = MessageRecord | ItemFailure | NonMailItem
 MESSAGE_REF_RECIPIENTS = 10
 
 
+@pickled_by_fields
 @dataclass(frozen=True, slots=True)
 class MessageRef:
     """The few fields a finding keeps about each message it concerns."""
@@ -272,6 +296,7 @@ SEVERITY_SCORES: dict[str, tuple[int, float]] = {
 }
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class Indicator:
     """A threat indicator a finding points at (ECS ``threat.indicator.type``)."""
@@ -280,6 +305,7 @@ class Indicator:
     value: str
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class Finding:
     """The result of a detection rule: what was found, why, and which messages show it.

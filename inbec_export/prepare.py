@@ -3,14 +3,15 @@
 For each record, :class:`MessagePreparer` runs the rules that look at one message only
 (:attr:`~inbec_export.detections.base.Rule.per_message`), maps the record to its ECS
 document and timeline events, and serialises them to the JSON text the case folder
-writes. None of it depends on the order of the messages, so it runs in the process that
-read the message (the PST reader's child, or a ``--workers`` reading process) while the
-analysis process runs the rules that span messages and writes the case folder in input
-order. Readers know nothing of this: they are handed a callable and apply it to each
-record (see :func:`~inbec_export.readers.iter_evidence`).
+writes. None of it depends on the order of the messages, so with ``--workers`` above 1
+it runs in the worker that read the message, while the analysis process runs the rules
+that span messages and writes the case folder in input order. With one worker the
+analysis process prepares each message itself: the PST reader's child then has the
+reading, and the analysis process the rest, about half the work each. Readers know
+nothing of this: they are handed a callable and apply it to each record (see
+:func:`~inbec_export.readers.iter_evidence`).
 
-The result is the same whichever process prepares a message: the analysis process
-prepares itself any record that arrives unprepared.
+The result is the same whichever process prepares a message.
 """
 
 from __future__ import annotations
@@ -23,12 +24,13 @@ from inbec_export.detections.base import Rule, rules
 from inbec_export.detections.runner import RuleSet
 from inbec_export.ecs.documents import message_document
 from inbec_export.ecs.timeline import message_events
-from inbec_export.model import Finding, MessageRecord
+from inbec_export.model import Finding, MessageRecord, pickled_by_fields
 from inbec_export.sinks.case_folder import document_json
 
 logger = logging.getLogger(__name__)
 
 
+@pickled_by_fields
 @dataclass(slots=True)
 class PreparedMessage:
     """A record with the per-message rules' findings and its serialised documents.

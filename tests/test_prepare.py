@@ -111,3 +111,22 @@ def test_a_finding_raised_at_once_by_a_spanning_rule_is_named_in_the_document(
     lines = (tmp_path / "case" / "messages.ndjson").read_text("utf-8").splitlines()
     assert len(lines) == 2
     assert json.loads(lines[1])["inbec"]["finding"]["rule_ids"] == ["eager-test"]
+
+
+def test_records_and_findings_cross_a_process_boundary_unchanged(tmp_path: Path) -> None:
+    sample = generate_sample_case(tmp_path / "sample")
+    preparer = MessagePreparer(_case(sample.legit_domains))
+    records = [e for e in iter_evidence([sample.evidence_dir]) if isinstance(e, MessageRecord)]
+    prepared = [preparer(record) for record in records]
+    findings = [finding for p in prepared for finding in p.findings]
+    assert findings, "the sample case has per-message findings"
+    for value in [*records, *findings, *prepared]:
+        copy = pickle.loads(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        assert copy == value
+        assert type(copy) is type(value)
+    # Nested values keep their types (frozen dataclasses, not tuples).
+    with_hops = [r for r in records if r.hops]
+    assert with_hops
+    copy = pickle.loads(pickle.dumps(with_hops[0]))
+    assert type(copy.hops[0]) is type(with_hops[0].hops[0])
+    assert copy.from_[0].domain == with_hops[0].from_[0].domain

@@ -32,6 +32,10 @@ logger = logging.getLogger(__name__)
 CHUNK_DOCUMENTS = 500
 CHUNK_BYTES = 8 * 1024 * 1024
 
+#: What a ``_bulk`` answer keeps of each item (``filter_path``): what the export counts
+#: and what ``rejected.ndjson`` records.
+BULK_ANSWER_FIELDS = ["errors", "items.*._index", "items.*._id", "items.*.status", "items.*.error"]
+
 #: Retries of a bulk request the server throttles (429), with exponential backoff from
 #: INITIAL_BACKOFF_SECONDS up to MAX_BACKOFF_SECONDS.
 BULK_RETRIES = 6
@@ -482,6 +486,9 @@ def _bulk(
         initial_backoff=INITIAL_BACKOFF_SECONDS,
         max_backoff=MAX_BACKOFF_SECONDS,
         yield_ok=True,
+        # The server answers only what is read here: about half the bytes of a full
+        # answer to parse, on both sides.
+        filter_path=BULK_ANSWER_FIELDS,
     )
     last = time.monotonic()
     for ok, item in results:
