@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Iterator
+from pathlib import Path
 
 from inbec_export.model import EvidenceFile, NonMailItem, ReadEvent
+from inbec_export.readers import pst
 
 
 def two_items_then_segfault(evidence: EvidenceFile) -> Iterator[ReadEvent]:
@@ -13,3 +15,16 @@ def two_items_then_segfault(evidence: EvidenceFile) -> Iterator[ReadEvent]:
     yield NonMailItem(evidence.path, "node 1", "IPM.Contact")
     yield NonMailItem(evidence.path, "node 2", "IPM.Contact")
     ctypes.string_at(0)
+
+
+#: The real reader, kept before a test puts a stand-in in its place.
+REAL_READ_PST = pst.read_pst
+
+
+def crash_on_names_with_crash(evidence: EvidenceFile) -> Iterator[ReadEvent]:
+    """The real reader, except that a file whose name holds "crash" gives two items and
+    then crashes the interpreter."""
+    if "crash" in Path(evidence.path).name:
+        yield from two_items_then_segfault(evidence)
+    else:
+        yield from REAL_READ_PST(evidence)

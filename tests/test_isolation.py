@@ -234,14 +234,6 @@ def test_a_bad_stall_timeout_in_the_environment_keeps_the_default(
     assert f"INBEC_PST_STALL_SECONDS={value!r} is not a positive number of seconds" in caplog.text
 
 
-def _gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 def test_a_session_reuses_one_child_and_ends_it_promptly() -> None:
     with worker_session():
         first = list(iter_in_worker(own_pid, 3))
@@ -261,7 +253,7 @@ def test_a_session_reuses_one_child_and_ends_it_promptly() -> None:
     # The idle child leaves as soon as the session closes its requests pipe, instead of
     # being waited for and then terminated.
     assert ended < 2.0
-    assert _gone(first[0])
+    assert not _alive(first[0])
 
 
 def test_a_session_replaces_a_child_that_crashed() -> None:
@@ -274,7 +266,7 @@ def test_a_session_replaces_a_child_that_crashed() -> None:
     assert isinstance(crashed[3], WorkerFailure)
     assert crashed[3].signal_number == signal.SIGSEGV
     assert after[0] == after[1] != before[0]
-    assert _gone(before[0]) and _gone(after[0])
+    assert not _alive(before[0]) and not _alive(after[0])
 
 
 def test_a_session_replaces_a_child_left_mid_stream(tmp_path: Path) -> None:
@@ -286,5 +278,5 @@ def test_a_session_replaces_a_child_left_mid_stream(tmp_path: Path) -> None:
         after = list(iter_in_worker(own_pid, 1))
 
     assert busy == int(pid_file.read_text("ascii"))
-    assert _gone(busy)
+    assert not _alive(busy)
     assert after[0] != busy

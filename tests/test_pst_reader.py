@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pst_helpers import two_items_then_segfault
+from pst_helpers import crash_on_names_with_crash, two_items_then_segfault
 
 from inbec_export.model import (
     Address,
@@ -18,7 +18,7 @@ from inbec_export.model import (
     NonMailItem,
     ReadEvent,
 )
-from inbec_export.readers import pst
+from inbec_export.readers import iter_evidence, pst
 from inbec_export.readers.base import hash_file, sniff_format
 from inbec_export.readers.pst import PstReader, is_mail_class, parse_property_context
 
@@ -276,6 +276,39 @@ def test_worker_crash_keeps_items_and_reports_the_file(
             "PST reader crashed (signal 11, SIGSEGV) after 2 items; "
             "the rest of the file was not read",
         ),
+    ]
+
+
+def test_a_crash_in_the_shared_reader_child_costs_that_file_only(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One child reads every PST of a walk; a file that crashes it is reported, and the
+    files after it are read in full by a fresh child."""
+    source = corpus_dir / "pst" / "pst2john_2003_no-encryption_quickquick.pst"
+    for name in ("a-good.pst", "b-crash.pst", "c-good.pst"):
+        (tmp_path / name).symlink_to(source)
+    monkeypatch.setattr(pst, "read_pst", crash_on_names_with_crash)
+    alone = [e for e in PstReader().read(_evidence(source)) if isinstance(e, MessageRecord)]
+
+    events = list(iter_evidence([tmp_path]))
+
+    by_file: dict[str, list[str]] = {}
+    for event in events:
+        if isinstance(event, MessageRecord):
+            by_file.setdefault(Path(event.evidence_path).name, []).append(event.item_id)
+    assert by_file == {
+        "a-good.pst": [record.item_id for record in alone],
+        "c-good.pst": [record.item_id for record in alone],
+    }
+    assert len(alone) > 10
+    failures = [e for e in events if isinstance(e, ItemFailure)]
+    assert failures == [
+        ItemFailure(
+            str(tmp_path / "b-crash.pst"),
+            None,
+            "PST reader crashed (signal 11, SIGSEGV) after 2 items; "
+            "the rest of the file was not read",
+        )
     ]
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar, overload
 
 from inbec_export.case import is_case_folder
 from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
@@ -19,6 +20,9 @@ from inbec_export.readers.base import describe, hash_file, reader_for, readers, 
 from inbec_export.readers.isolation import worker_session
 
 logger = logging.getLogger(__name__)
+
+#: What ``prepare`` makes of a record in :func:`iter_evidence`.
+_Prepared = TypeVar("_Prepared")
 
 __all__ = ["FileOpened", "FileSkipped", "iter_evidence", "readers", "walk_inputs"]
 
@@ -90,11 +94,23 @@ def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
             yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
 
 
+@overload
+def iter_evidence(
+    inputs: Iterable[Path], workers: int = 1, prepare: None = None
+) -> Iterator[EvidenceEvent]: ...
+
+
+@overload
+def iter_evidence(
+    inputs: Iterable[Path], workers: int, prepare: Callable[[MessageRecord], _Prepared]
+) -> Iterator[EvidenceEvent | _Prepared]: ...
+
+
 def iter_evidence(
     inputs: Iterable[Path],
     workers: int = 1,
     prepare: Callable[[MessageRecord], object] | None = None,
-) -> Iterator[EvidenceEvent]:
+) -> Iterator[object]:
     """Read every evidence file under ``inputs``, one event at a time.
 
     A file that cannot be opened or read costs that file only: it becomes an
@@ -136,7 +152,8 @@ class _Finish:
         return record if self.prepare is None else self.prepare(record)
 
 
-def _read_file(path: Path, finish: Callable[[MessageRecord], object]) -> Iterator[EvidenceEvent]:
+def _read_file(path: Path, finish: Callable[[MessageRecord], object]) -> Iterator[object]:
+    """The events of one evidence file, each record replaced by ``finish(record)``."""
     name = str(path)
     evidence_name = path.name.lower().endswith(EVIDENCE_SUFFIXES)
     try:
@@ -172,7 +189,7 @@ def _read_file(path: Path, finish: Callable[[MessageRecord], object]) -> Iterato
     yield FileOpened(evidence)
     reader = reader_for(format_name)()
     try:
-        yield from reader.read_finished(evidence, finish)  # type: ignore[misc]
+        yield from reader.read_finished(evidence, finish)
     except Exception as exc:
         yield ItemFailure(name, None, f"reading stopped: {describe(exc)}")
 

@@ -1,4 +1,4 @@
-"""Reader for Outlook PST and OST files with libpff (``pypff``), one worker process per file.
+"""Reader for Outlook PST and OST files with libpff (``pypff``), in a worker process.
 
 Every folder of the store is walked. Each item's MAPI properties are read once, as raw
 values, and decoded here ([MS-OXPROPS] tags, [MS-OXCDATA] types), which avoids libpff's
@@ -13,9 +13,10 @@ Contacts, appointments, tasks, notes, distribution lists, journal entries and ev
 other class become :class:`~inbec_export.model.NonMailItem`, counted and not read.
 
 libpff can crash the interpreter on some files, so :class:`PstReader` reads each file in
-a child process (:mod:`~inbec_export.readers.isolation`); a crash costs the rest of that
-file, is reported as one :class:`~inbec_export.model.ItemFailure`, and the items read
-before it are kept. A worker that sends no item for a while (libpff looping on a damaged
+a child process (:mod:`~inbec_export.readers.isolation`; during an evidence walk one
+child reads every PST/OST in turn); a crash costs the rest of that file, is reported as
+one :class:`~inbec_export.model.ItemFailure`, and the items read before it are kept; the
+next file gets a fresh child. A worker that sends no item for a while (libpff looping on a damaged
 file) is killed and reported the same way, as stalled. The wait is
 :data:`~inbec_export.readers.isolation.STALL_SECONDS` (300 s) unless the environment
 variable ``INBEC_PST_STALL_SECONDS`` gives another positive number of seconds; raise it
