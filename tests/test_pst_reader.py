@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,7 +19,7 @@ from inbec_export.model import (
     NonMailItem,
     ReadEvent,
 )
-from inbec_export.readers import iter_evidence, pst
+from inbec_export.readers import isolation, iter_evidence, pst
 from inbec_export.readers.base import hash_file, sniff_format
 from inbec_export.readers.pst import PstReader, is_mail_class, parse_property_context
 
@@ -258,12 +259,16 @@ def test_unopenable_file_is_one_failure(tmp_path: Path, isolated: bool) -> None:
     assert failure.reason.startswith("cannot open as PST/OST: OSError")
 
 
+@pytest.mark.parametrize("start", ["fork", "spawn"])
 def test_worker_crash_keeps_items_and_reports_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, start: str
 ) -> None:
+    """The same whether the child is forked or, as when this process runs threads,
+    spawned (a fresh interpreter that must be handed the reading function)."""
     path = tmp_path / "crash.pst"
     path.write_bytes(b"!BDN")
     monkeypatch.setattr(pst, "read_pst", two_items_then_segfault)
+    monkeypatch.setattr(isolation, "_context", lambda: multiprocessing.get_context(start))
 
     events = list(PstReader().read(_evidence(path)))
 

@@ -280,11 +280,13 @@ class PstReader(Reader):
     def _events(
         self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object] | None
     ) -> Iterator[object]:
+        # ``read_pst`` is looked up here and handed to the child, so that a child started
+        # with ``spawn`` runs the same function as this process would.
         if not self.isolated:
-            yield from read_pst_finished(evidence, finish)
+            yield from read_pst_finished(read_pst, evidence, finish)
             return
         events = iter_in_worker(
-            read_pst_finished, evidence, finish, stall_seconds=self.stall_seconds
+            read_pst_finished, read_pst, evidence, finish, stall_seconds=self.stall_seconds
         )
         for event in events:
             if isinstance(event, WorkerFailure):
@@ -315,10 +317,13 @@ def _env_stall_seconds() -> float:
 
 
 def read_pst_finished(
-    evidence: EvidenceFile, finish: Callable[[MessageRecord], object] | None
+    read: Callable[[EvidenceFile], Iterator[ReadEvent]],
+    evidence: EvidenceFile,
+    finish: Callable[[MessageRecord], object] | None,
 ) -> Iterator[object]:
-    """The events of :func:`read_pst`, each record replaced by ``finish(record)``."""
-    for event in read_pst(evidence):
+    """The events of ``read(evidence)`` (:func:`read_pst`), each record replaced by
+    ``finish(record)``."""
+    for event in read(evidence):
         if finish is not None and isinstance(event, MessageRecord):
             yield finish(event)
         else:
