@@ -164,3 +164,32 @@ def test_workers_are_reused_and_a_killed_one_costs_only_its_file(tmp_path: Path)
     assert opened == sorted(opened)
     assert set(whole) <= set(opened)
     assert multiprocessing.active_children() == []
+
+
+def test_workers_that_end_before_beginning_a_file_cost_a_failure_not_a_hang(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import multiprocessing
+
+    from isolation_helpers import exit_at_once
+
+    from inbec_export.readers import parallel
+
+    monkeypatch.setattr(parallel, "_serve_files", exit_at_once)
+    inputs = []
+    for index in range(3):
+        path = tmp_path / f"{index}.eml"
+        path.write_bytes(b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n")
+        inputs.append(path)
+
+    events = list(iter_evidence(inputs, workers=2))
+
+    assert events == [
+        ItemFailure(
+            str(path),
+            None,
+            "not read: 3 reader workers ended (the last with status 7) before beginning the file",
+        )
+        for path in inputs
+    ]
+    assert multiprocessing.active_children() == []

@@ -58,6 +58,9 @@ MAX_WAIT_SECONDS = 0.05
 #: finished with a short file goes on with the next instead of waiting.
 FILES_IN_HAND = 3
 
+#: Workers a file is given to at most, when each ends before beginning it.
+MAX_GIVINGS = 3
+
 #: Bytes read from a spool file at once.
 SPOOL_READ_BYTES = 1024 * 1024
 
@@ -150,7 +153,9 @@ class _Pool:
                 self.jobs[reader] = 0
             else:
                 reader = min(live, key=lambda r: self.jobs[r])
-            if reader.send(path, spool):
+            if reader.send(path, spool) or not reader.alive():
+                # A worker that died before taking the request is seen by the caller,
+                # which gives the file to another (a bounded number of times).
                 self.jobs[reader] += 1
                 return _Job(path, spool, reader)
             self.drop(reader)
@@ -279,10 +284,22 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
     done = False
     # The worker creates the spool file when it begins the file; until then there is
     # nothing to read. A worker that died before beginning it leaves it to another.
+    given = 1
     while not job.spool.exists():
         if not job.reader.alive() and not job.spool.exists():
+            exitcode = job.reader.exitcode()
             pool.drop(job.reader)
+            if given == MAX_GIVINGS:
+                logger.warning("%s: reader workers ended before beginning it", job.path)
+                yield ItemFailure(
+                    str(job.path),
+                    None,
+                    f"not read: {given} reader workers ended (the last with status "
+                    f"{exitcode}) before beginning the file",
+                )
+                return False
             job.reader = pool.give(job.path, job.spool).reader
+            given += 1
         time.sleep(wait)
         wait = min(2 * wait, MAX_WAIT_SECONDS)
     handle = job.spool.open("rb")
