@@ -280,3 +280,51 @@ def test_a_session_replaces_a_child_left_mid_stream(tmp_path: Path) -> None:
     assert busy == int(pid_file.read_text("ascii"))
     assert not _alive(busy)
     assert after[0] != busy
+
+
+def test_a_child_dies_with_its_parent_and_ignores_ctrl_c(tmp_path: Path) -> None:
+    """A parent that dies without cleaning up (SIGKILL, or stopped while its clean-up
+    waited) leaves no reader child behind, even one that sends nothing (busy in native
+    code), which would otherwise live on."""
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "pid"
+    script = (
+        "import os, sys\n"
+        "sys.path.insert(0, sys.argv[2])\n"
+        "from isolation_helpers import HANG_SECONDS, two_then_hang\n"
+        "from inbec_export.readers.isolation import iter_in_worker\n"
+        "stream = iter_in_worker(two_then_hang, sys.argv[1], HANG_SECONDS)\n"
+        "next(stream)\n"
+        "next(stream)\n"
+        "print('ready', flush=True)\n"
+        "os._exit(0)  # no clean-up at all\n"
+    )
+    helpers = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(pid_file), helpers],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout == "ready\n"
+    child = int(pid_file.read_text(encoding="ascii"))
+    deadline = time.monotonic() + 10
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child)
+
+
+def test_a_child_ignores_sigint(tmp_path: Path) -> None:
+    pid_file = tmp_path / "pid"
+    stream = iter_in_worker(pid_then_sleep, str(pid_file))
+    child = next(stream)
+    assert isinstance(child, int)
+    os.kill(child, signal.SIGINT)
+    time.sleep(0.5)
+    assert _alive(child)
+    assert next(stream) == -1  # still streaming
+    stream.close()
+    assert not _alive(child)

@@ -37,6 +37,7 @@ it would have finished. The pipe is read with
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import logging
 import math
@@ -422,6 +423,7 @@ def _serve(
     # is gone fails instead of blocking.
     for end in parent_ends:
         end.close()
+    quiet_child()
     # The parent reports the crash; a traceback dump on the user's terminal adds nothing.
     faulthandler.disable()
     fd = writer.fileno()
@@ -466,6 +468,33 @@ def _run(fd: int, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], bat
         except (BrokenPipeError, pickle.PicklingError, TypeError, AttributeError):
             return False
     return True
+
+
+def quiet_child() -> None:
+    """Set up a worker process so that stopping the run stops it cleanly.
+
+    The parent decides when a child ends: Ctrl-C (SIGINT to the whole process group) is
+    ignored here and SIGTERM ends the process at once, whatever handler the parent had
+    installed before the fork (no traceback from a child on the user's terminal, and
+    the same failure reason whether or not stderr is a terminal). On Linux the child is
+    also killed when its parent dies, so that a child busy in native code is never left
+    running after the run, whichever way its parent ended.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        parent = os.getppid()
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the parent's clean-up still applies
+            return
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+
+
+# prctl option: the signal a process gets when its parent dies (linux/prctl.h).
+_PR_SET_PDEATHSIG = 1
 
 
 def _write(fd: int, frame: tuple[int, Any]) -> None:

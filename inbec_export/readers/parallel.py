@@ -45,7 +45,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from inbec_export.model import ItemFailure, MessageRecord
-from inbec_export.readers.isolation import JOIN_TIMEOUT_SECONDS, _context, worker_session
+from inbec_export.readers.isolation import (
+    JOIN_TIMEOUT_SECONDS,
+    _context,
+    quiet_child,
+    worker_session,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -243,6 +248,7 @@ def _serve_files(
     """Body of a worker: read each file it is sent into its spool file, until told to stop."""
     # A forked worker holds a copy of the parent's end of its requests pipe: not needed.
     parent_end.close()
+    quiet_child()
     try:
         with worker_session():
             while True:
