@@ -16,7 +16,7 @@ from typing import Any
 
 from inbec_export import ECS_VERSION, TOOL_NAME, __version__
 from inbec_export.case import CaseContext
-from inbec_export.detections import RuleSet, subject_match_row
+from inbec_export.detections import RuleSet, rules, subject_match_row
 from inbec_export.ecs.documents import finding_document
 from inbec_export.ecs.timeline import finding_event
 from inbec_export.enrichment import Enricher, EnrichmentConfig
@@ -110,18 +110,17 @@ def analyze(
     """
     notify = progress or (lambda _event, _detail: None)
     stats = RunStats()
-    rules = RuleSet(case)
     # The per-message rules and the documents (the preparer) may run where a message is
     # read; the rules that span messages run here, in input order.
-    preparer = MessagePreparer(case, [type(rule) for rule in rules.rules])
-    spanning = RuleSet(case, [type(rule) for rule in rules.rules if not rule.per_message])
+    preparer = MessagePreparer(case)
+    spanning = RuleSet(case, [rule for rule in rules() if not rule.per_message])
     enricher = Enricher(enrichment, case, out_dir) if enrichment and enrichment.enabled else None
     folder = CaseFolder(out_dir)
     try:
         # With one worker, the PST reader's child reads and this process does the rest:
         # about half the work each. With more, each worker prepares what it reads.
         for item in iter_evidence(inputs, workers, preparer if workers > 1 else None):
-            # A record arrives unprepared only from a reader that does not prepare.
+            # With one worker the records arrive as read, and are prepared here.
             event = preparer(item) if isinstance(item, MessageRecord) else item
             if isinstance(event, PreparedMessage):
                 _handle_message(event, case, spanning, folder, stats, enricher)

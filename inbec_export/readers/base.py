@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import ClassVar
 
@@ -48,8 +48,16 @@ class Reader(ABC):
         A reader that reads in another process overrides this to call ``finish`` there,
         so that the per-message work runs beside the reading.
         """
-        for event in self.read(evidence):
-            yield finish(event) if isinstance(event, MessageRecord) else event
+        return finish_records(self.read(evidence), finish)
+
+
+def finish_records(
+    events: Iterable[ReadEvent], finish: Callable[[MessageRecord], object] | None
+) -> Iterator[object]:
+    """``events`` with each record replaced by ``finish(record)`` (all as they are when
+    ``finish`` is None)."""
+    for event in events:
+        yield finish(event) if finish is not None and isinstance(event, MessageRecord) else event
 
 
 _REGISTRY: list[type[Reader]] = []

@@ -237,26 +237,20 @@ class _Worker:
 
     def submit(self, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], batch: int) -> bool:
         """Ask the child to run ``func(*args)``; False when it can no longer be asked."""
-        if not self.process.is_alive():
-            return False
-        try:
-            self._requests.send((func, args, batch))
-        except (BrokenPipeError, ConnectionError, OSError):
-            return False
-        return True
+        return self.process.is_alive() and send_request(self._requests, (func, args, batch))
 
     def close(self) -> None:
         """Let an idle child end (no more requests) and reap it."""
         self._requests.close()
         self.frames.close()
         self.process.join(JOIN_TIMEOUT_SECONDS)
-        _reap(self.process)
+        reap(self.process)
 
     def discard(self) -> None:
         """Stop a child that cannot be reused (mid-stream, crashed or hung) and reap it."""
         self._requests.close()
         self.frames.close()
-        _reap(self.process)
+        reap(self.process)
 
 
 class WorkerSession:
@@ -399,8 +393,9 @@ def _kill(
     process.join(JOIN_TIMEOUT_SECONDS)
 
 
-def _reap(process: multiprocessing.process.BaseProcess) -> None:
-    """Stop the child if it still runs (the caller stopped early) and wait for it."""
+def reap(process: multiprocessing.process.BaseProcess) -> int | None:
+    """Stop the child if it still runs (the caller stopped early), wait for it, and
+    return its exit status (negative: the signal that ended it)."""
     if process.is_alive():
         process.terminate()
         process.join(JOIN_TIMEOUT_SECONDS)
@@ -408,10 +403,21 @@ def _reap(process: multiprocessing.process.BaseProcess) -> None:
         logger.warning("worker %s ignored SIGTERM; killing it", process.pid)
         process.kill()
         process.join(JOIN_TIMEOUT_SECONDS)
+    exitcode = process.exitcode
     try:
         process.close()
     except ValueError:
         logger.warning("worker %s could not be reaped", process.pid)
+    return exitcode
+
+
+def send_request(requests: Connection, request: object) -> bool:
+    """Send ``request`` down a child's requests pipe; False when the child is gone."""
+    try:
+        requests.send(request)
+    except (BrokenPipeError, ConnectionError, OSError):
+        return False
+    return True
 
 
 def _serve(

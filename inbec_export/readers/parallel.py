@@ -28,7 +28,6 @@ records (not the attachments) of up to N files.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import pickle
@@ -40,7 +39,6 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
-from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import IO, Any
 
@@ -49,6 +47,8 @@ from inbec_export.readers.isolation import (
     JOIN_TIMEOUT_SECONDS,
     _context,
     quiet_child,
+    reap,
+    send_request,
     worker_session,
 )
 
@@ -103,23 +103,16 @@ class _Reader:
 
     def _reap(self) -> None:
         if not self.reaped:
-            self.ended = _stop(self.process)
+            self.ended = reap(self.process)
             self.reaped = True
 
     def send(self, path: Path, spool: Path) -> bool:
         """Ask the worker to read ``path`` into ``spool``; False when it cannot be asked."""
-        if not self.alive():
-            return False
-        try:
-            self._requests.send((str(path), str(spool)))
-        except (BrokenPipeError, ConnectionError, OSError):
-            return False
-        return True
+        return self.alive() and send_request(self._requests, (str(path), str(spool)))
 
     def stop(self) -> None:
         """Let an idle worker end; stop it if it does not, and reap it."""
-        with contextlib.suppress(BrokenPipeError, ConnectionError, OSError):
-            self._requests.send(None)
+        send_request(self._requests, None)
         self._requests.close()
         if not self.reaped:
             self.process.join(JOIN_TIMEOUT_SECONDS)
@@ -369,22 +362,6 @@ def _frames(buffer: bytearray) -> tuple[list[tuple[int, Any]], int]:
         frames.append(pickle.loads(buffer[offset + _LENGTH.size : end]))
         offset = end
     return frames, offset
-
-
-def _stop(process: BaseProcess) -> int | None:
-    """Stop a worker that still runs and reap it; return its exit status."""
-    if process.is_alive():
-        process.terminate()
-        process.join(JOIN_TIMEOUT_SECONDS)
-    if process.is_alive():
-        process.kill()
-        process.join(JOIN_TIMEOUT_SECONDS)
-    exitcode = process.exitcode
-    try:
-        process.close()
-    except ValueError:
-        logger.warning("reader worker %s could not be reaped", process.pid)
-    return exitcode
 
 
 def default_workers() -> int:

@@ -62,7 +62,7 @@ from inbec_export.model import (
     ReadEvent,
 )
 from inbec_export.readers import headers as h
-from inbec_export.readers.base import Reader, describe, register
+from inbec_export.readers.base import Reader, describe, finish_records, register
 from inbec_export.readers.isolation import STALL_SECONDS, WorkerFailure, iter_in_worker
 from inbec_export.readers.rfc822 import (
     MAX_ATTACHMENTS,
@@ -323,11 +323,7 @@ def read_pst_finished(
 ) -> Iterator[object]:
     """The events of ``read(evidence)`` (:func:`read_pst`), each record replaced by
     ``finish(record)``."""
-    for event in read(evidence):
-        if finish is not None and isinstance(event, MessageRecord):
-            yield finish(event)
-        else:
-            yield event
+    return finish_records(read(evidence), finish)
 
 
 def read_pst(evidence: EvidenceFile) -> Iterator[ReadEvent]:
