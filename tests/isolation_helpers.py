@@ -83,3 +83,12 @@ def own_pid(count: int) -> Iterator[int]:
 def exit_at_once(*_args: object) -> None:
     """Stand-in for a worker's body that ends with status 7 before doing anything."""
     os._exit(7)
+
+
+def counted_large(path: str, count: int, size: int) -> Iterator[bytes]:
+    """Yield ``count`` items of ``size`` bytes, writing to ``path`` how many were handed
+    to the pipe so far (after each one)."""
+    for index in range(count):
+        yield bytes(size)
+        with open(path, "w", encoding="ascii") as handle:
+            handle.write(str(index + 1))

@@ -13,6 +13,7 @@ import pytest
 from isolation_helpers import (
     HANG_SECONDS,
     exits_silently,
+    counted_large,
     many_large,
     own_pid,
     pid_then_sleep,
@@ -26,9 +27,11 @@ from isolation_helpers import (
 from inbec_export.model import EvidenceFile, ItemFailure
 from inbec_export.readers import pst
 from inbec_export.readers.isolation import (
+    PIPE_BYTES,
     STALL_SECONDS,
     WorkerFailure,
     iter_in_worker,
+    widen_pipe,
     worker_session,
 )
 
@@ -91,6 +94,42 @@ def test_batch_sizes_give_the_same_items(batch_size: int) -> None:
         range(50)
     )
     assert len(items) == 50
+
+
+def test_the_child_reads_ahead_by_a_wide_pipe_while_the_caller_is_busy(tmp_path: Path) -> None:
+    # The caller takes one item of 16 KiB and then works on it: the child goes on
+    # reading into the pipe. With Linux's default 64 KiB it could get 4 items ahead;
+    # the pipe asked for (1 MiB where the system allows it) holds many more.
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text("ascii"))
+    capacity = min(PIPE_BYTES, limit)
+    size = 16 * 1024
+    count_file = tmp_path / "count"
+    stream = iter_in_worker(counted_large, str(count_file), 200, size)
+    assert next(stream) == bytes(size)
+    deadline = time.monotonic() + 10
+    # Each frame adds its length and pickle header, and a pipe holds whole pages: at
+    # least half of the capacity is counted on.
+    expected = capacity // (2 * size)
+    sent = 0
+    while time.monotonic() < deadline:
+        text = count_file.read_text("ascii") if count_file.exists() else "0"
+        sent = int(text or 0)
+        if sent >= expected:
+            break
+        time.sleep(0.01)
+    assert sent >= expected > 4
+    stream.close()
+
+
+def test_widen_pipe_gives_the_capacity_asked_for_up_to_the_system_limit() -> None:
+    limit = int(Path("/proc/sys/fs/pipe-max-size").read_text("ascii"))
+    read_end, write_end = os.pipe()
+    try:
+        assert widen_pipe(read_end, 256 * 1024) == 256 * 1024
+        assert widen_pipe(read_end, limit * 4) == limit
+    finally:
+        os.close(read_end)
+        os.close(write_end)
 
 
 def test_closing_the_generator_stops_the_child(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import DefaultContext, ForkContext, SpawnContext
+from pathlib import Path
 from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,13 @@ T = TypeVar("T")
 
 #: Largest parent-side read from the pipe, in bytes: many small items arrive per read.
 READ_BUFFER_BYTES = 1024 * 1024
+
+#: Capacity asked for the pipe that carries items up from the child, in bytes (Linux
+#: gives 64 KiB by default, a few records; more lets the child read on while the parent
+#: analyses a slow message, instead of each waiting for the other). Linux caps it at
+#: ``/proc/sys/fs/pipe-max-size`` (1 MiB by default); where it cannot be set, the
+#: default stays.
+PIPE_BYTES = 1024 * 1024
 
 #: Seconds the parent waits for a child to exit before it is killed.
 JOIN_TIMEOUT_SECONDS = 5.0
@@ -232,6 +240,7 @@ class _Worker:
         # gives EOF.
         writer.close()
         requests_in.close()
+        widen_pipe(reader.fileno(), PIPE_BYTES)
         self.frames = _FrameReader(os.dup(reader.fileno()))
         reader.close()
 
@@ -360,6 +369,24 @@ class _FrameReader:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
+
+
+def widen_pipe(fd: int, size: int) -> int | None:
+    """Ask Linux for a pipe of ``size`` bytes (at most what the system allows); return
+    the capacity it now has, or None where the call does not exist or is refused."""
+    import fcntl
+
+    command = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if command is None:
+        return None
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text("ascii"))
+    except (OSError, ValueError):
+        limit = size
+    try:
+        return int(fcntl.fcntl(fd, command, min(size, limit)))
+    except OSError:
+        return None
 
 
 def _context() -> ForkContext | SpawnContext | DefaultContext:

@@ -260,7 +260,7 @@ class PstReader(Reader):
             stall_seconds: seconds without an item before the worker is killed as hung;
                 None takes ``INBEC_PST_STALL_SECONDS``, else ``STALL_SECONDS``.
         """
-        self.isolated = isolated
+        self.isolated = isolated and not os.environ.get('INBEC_EXP_INPROC')
         self.stall_seconds = stall_seconds if stall_seconds is not None else _env_stall_seconds()
 
     @classmethod
