@@ -68,7 +68,7 @@ def slowly(count: int, interval: float) -> Iterator[int]:
 
 
 def pst_events_then_hang(evidence: EvidenceFile) -> Iterator[ReadEvent]:
-    """Stand-in for ``read_pst``: two events of ``evidence``, then a long hang."""
+    """Stand-in for ``read_pst_items``: two events of ``evidence``, then a long hang."""
     yield ItemFailure(evidence.path, "item 1", "first")
     yield ItemFailure(evidence.path, "item 2", "second")
     time.sleep(HANG_SECONDS)

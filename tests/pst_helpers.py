@@ -18,7 +18,7 @@ def two_items_then_segfault(evidence: EvidenceFile) -> Iterator[ReadEvent]:
 
 
 #: The real reader, kept before a test puts a stand-in in its place.
-REAL_READ_PST = pst.read_pst
+REAL_READ_PST_ITEMS = pst.read_pst_items
 
 
 def crash_on_names_with_crash(evidence: EvidenceFile) -> Iterator[ReadEvent]:
@@ -27,4 +27,4 @@ def crash_on_names_with_crash(evidence: EvidenceFile) -> Iterator[ReadEvent]:
     if "crash" in Path(evidence.path).name:
         yield from two_items_then_segfault(evidence)
     else:
-        yield from REAL_READ_PST(evidence)
+        yield from REAL_READ_PST_ITEMS(evidence)

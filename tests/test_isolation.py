@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from isolation_helpers import (
     HANG_SECONDS,
-    exits_silently,
     counted_large,
+    exits_silently,
     many_large,
     own_pid,
     pid_then_sleep,
@@ -235,7 +235,7 @@ def test_stall_timeout_must_be_positive(seconds: float) -> None:
 def test_pst_reader_reports_a_stall_as_one_failure_and_keeps_the_items(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(pst, "read_pst", pst_events_then_hang)
+    monkeypatch.setattr(pst, "read_pst_items", pst_events_then_hang)
     evidence = EvidenceFile(path="case/mailbox.pst", format="pst", size=0, sha256="0" * 64)
 
     events = list(pst.PstReader(stall_seconds=TEST_STALL_SECONDS).read(evidence))

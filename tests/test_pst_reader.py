@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import pickle
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -77,6 +78,25 @@ def test_counts_per_file_in_a_worker_without_failures(corpus_dir: Path, name: st
 def test_worker_and_in_process_reads_are_identical(corpus_dir: Path) -> None:
     name = "aspose_Outlook.pst"
     assert _read(corpus_dir, name, isolated=True) == _read(corpus_dir, name, isolated=False)
+
+
+def test_the_child_sends_items_undecoded_and_they_complete_to_the_records(
+    corpus_dir: Path,
+) -> None:
+    """The reading child leaves the text of each item undecoded; completing the items,
+    after a trip through pickle as in the pipe, gives exactly the in-process records."""
+    path = corpus_dir / "pst" / "pst2john_2007_default_a1sellers.pst"
+    raw = list(pst.read_pst_items(_evidence(path)))
+    items = [event for event in raw if isinstance(event, pst.PstItem)]
+    assert items and all(item.record.subject is None for item in items)
+    assert all(item.record.from_ == [] for item in items)
+    assert any(item.record.attachments for item in items)  # listed by the child
+    shipped = [pickle.loads(pickle.dumps(event)) for event in raw]
+    completed = list(pst.complete_items(shipped))
+    records = [event for event in completed if isinstance(event, MessageRecord)]
+    assert completed == list(pst.read_pst(_evidence(path)))
+    assert len(records) == len(items)
+    assert sum(1 for record in records if record.subject) > len(records) // 2
 
 
 def test_item_ids_are_stable_across_reads(corpus_dir: Path) -> None:
@@ -267,7 +287,7 @@ def test_worker_crash_keeps_items_and_reports_the_file(
     spawned (a fresh interpreter that must be handed the reading function)."""
     path = tmp_path / "crash.pst"
     path.write_bytes(b"!BDN")
-    monkeypatch.setattr(pst, "read_pst", two_items_then_segfault)
+    monkeypatch.setattr(pst, "read_pst_items", two_items_then_segfault)
     monkeypatch.setattr(isolation, "_context", lambda: multiprocessing.get_context(start))
 
     events = list(PstReader().read(_evidence(path)))
@@ -292,7 +312,7 @@ def test_a_crash_in_the_shared_reader_child_costs_that_file_only(
     source = corpus_dir / "pst" / "pst2john_2003_no-encryption_quickquick.pst"
     for name in ("a-good.pst", "b-crash.pst", "c-good.pst"):
         (tmp_path / name).symlink_to(source)
-    monkeypatch.setattr(pst, "read_pst", crash_on_names_with_crash)
+    monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
     alone = [e for e in PstReader().read(_evidence(source)) if isinstance(e, MessageRecord)]
 
     events = list(iter_evidence([tmp_path]))

@@ -16,8 +16,12 @@ libpff can crash the interpreter on some files, so :class:`PstReader` reads each
 a child process (:mod:`~inbec_export.readers.isolation`; during an evidence walk one
 child reads every PST/OST in turn); a crash costs the rest of that file, is reported as
 one :class:`~inbec_export.model.ItemFailure`, and the items read before it are kept; the
-next file gets a fresh child. A worker that sends no item for a while (libpff looping on a damaged
-file) is killed and reported the same way, as stalled. The wait is
+next file gets a fresh child. The child does only what needs libpff (properties,
+recipients and attachment data, read as raw values) and sends each mail item as a
+:class:`PstItem`; this process decodes its text and parses its headers
+(:func:`complete_items`), so the two halves of the work run on two cores. A child
+that sends no item for a while (libpff looping on a damaged file) is killed and
+reported the same way, as stalled. The wait is
 :data:`~inbec_export.readers.isolation.STALL_SECONDS` (300 s) unless the environment
 variable ``INBEC_PST_STALL_SECONDS`` gives another positive number of seconds; raise it
 for evidence on slow storage, where one large attachment can take minutes to read.
@@ -46,7 +50,7 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -260,7 +264,7 @@ class PstReader(Reader):
             stall_seconds: seconds without an item before the worker is killed as hung;
                 None takes ``INBEC_PST_STALL_SECONDS``, else ``STALL_SECONDS``.
         """
-        self.isolated = isolated and not os.environ.get('INBEC_EXP_INPROC')
+        self.isolated = isolated
         self.stall_seconds = stall_seconds if stall_seconds is not None else _env_stall_seconds()
 
     @classmethod
@@ -274,24 +278,28 @@ class PstReader(Reader):
     def read_finished(
         self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object]
     ) -> Iterator[object]:
-        # ``finish`` runs in the reading child, beside libpff, not in the caller.
+        # ``finish`` runs in this process, on each record as it is decoded.
         return self._events(evidence, finish)
 
     def _events(
         self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object] | None
     ) -> Iterator[object]:
-        # ``read_pst`` is looked up here and handed to the child, so that a child started
-        # with ``spawn`` runs the same function as this process would.
         if not self.isolated:
-            yield from read_pst_finished(read_pst, evidence, finish)
+            yield from finish_records(read_pst(evidence), finish)
             return
-        events = iter_in_worker(
-            read_pst_finished, read_pst, evidence, finish, stall_seconds=self.stall_seconds
-        )
+        # ``read_pst_items`` is looked up here and handed to the child, so that a child
+        # started with ``spawn`` runs the same function as this process would. The child
+        # reads libpff; this process decodes what it sends (``complete_items``).
+        events = iter_in_worker(read_pst_items, evidence, stall_seconds=self.stall_seconds)
+        yield from finish_records(complete_items(self._failures(evidence, events)), finish)
+
+    def _failures(
+        self, evidence: EvidenceFile, events: Iterable[PstItem | ReadEvent | WorkerFailure]
+    ) -> Iterator[PstItem | ReadEvent]:
+        """``events`` with the child's own failure told as a failure of the file."""
         for event in events:
             if isinstance(event, WorkerFailure):
-                reason = event.describe(self.worker_name)
-                yield ItemFailure(evidence.path, None, reason)
+                yield ItemFailure(evidence.path, None, event.describe(self.worker_name))
             else:
                 yield event
 
@@ -316,16 +324,6 @@ def _env_stall_seconds() -> float:
     return seconds
 
 
-def read_pst_finished(
-    read: Callable[[EvidenceFile], Iterator[ReadEvent]],
-    evidence: EvidenceFile,
-    finish: Callable[[MessageRecord], object] | None,
-) -> Iterator[object]:
-    """The events of ``read(evidence)`` (:func:`read_pst`), each record replaced by
-    ``finish(record)``."""
-    return finish_records(read(evidence), finish)
-
-
 def read_pst(evidence: EvidenceFile) -> Iterator[ReadEvent]:
     """Yield the records, non-mail items and failures of one PST/OST file, in this process.
 
@@ -336,6 +334,12 @@ def read_pst(evidence: EvidenceFile) -> Iterator[ReadEvent]:
         An iterator of events in folder order; a file that cannot be opened gives one
         :class:`ItemFailure` with ``item=None``.
     """
+    return complete_items(read_pst_items(evidence))
+
+
+def read_pst_items(evidence: EvidenceFile) -> Iterator[PstItem | ReadEvent]:
+    """What :func:`read_pst` yields, with each mail item's own record left as a
+    :class:`PstItem`: the part of the work that needs libpff (the reading child's)."""
     import pypff  # imported here so that a missing binding fails one file, not the import
 
     store = pypff.file()
@@ -375,7 +379,7 @@ def _file_codepage(store: Any) -> str:
         return "cp1252"
 
 
-def _walk(context: _Context, store: Any) -> Iterator[ReadEvent]:
+def _walk(context: _Context, store: Any) -> Iterator[PstItem | ReadEvent]:
     path = context.evidence.path
     try:
         root = store.get_root_folder()
@@ -456,7 +460,7 @@ def _failure(path: str, item: str | None, reason: str) -> ItemFailure:
     return ItemFailure(path, item, reason)
 
 
-def _read_folder(context: _Context, folder: Any, folder_path: str) -> Iterator[ReadEvent]:
+def _read_folder(context: _Context, folder: Any, folder_path: str) -> Iterator[PstItem | ReadEvent]:
     path = context.evidence.path
     try:
         count = folder.get_number_of_sub_messages()
@@ -478,8 +482,11 @@ def _read_folder(context: _Context, folder: Any, folder_path: str) -> Iterator[R
         yield from events
 
 
-def _read_item(context: _Context, item: Any, item_id: str, folder_path: str) -> Iterator[ReadEvent]:
-    """Yield the record of one item and those of its embedded messages, or its NonMailItem."""
+def _read_item(
+    context: _Context, item: Any, item_id: str, folder_path: str
+) -> Iterator[PstItem | ReadEvent]:
+    """Yield one item (a :class:`PstItem` to complete) and the events of its embedded
+    messages, or its NonMailItem."""
     warnings: list[str] = []
     props = _properties(item, MESSAGE_TAGS, warnings)
     codepage = _codepage(props, context.codepage)
@@ -493,12 +500,57 @@ def _read_item(context: _Context, item: Any, item_id: str, folder_path: str) -> 
 
     record = _new_record(context, item_id, folder_path, message_class, None)
     record.warnings.extend(warnings)
-    _fill_from_properties(record, props, codepage)
-    _fill_recipients(record, item, codepage)
-    _fill_headers(record, props, codepage)
-    embedded = _fill_attachments(context, record, item, folder_path)
-    yield record
+    recipients = _read_recipients(item)
+    attachment_warnings: list[str] = []
+    embedded = _fill_attachments(context, record, item, folder_path, attachment_warnings)
+    yield PstItem(record, codepage, props, recipients, attachment_warnings, folder_path)
     yield from embedded
+
+
+@dataclass(slots=True)
+class PstItem:
+    """One mail item as the reading process leaves it: its properties and recipients read
+    from libpff but not decoded, its attachments listed and hashed. :meth:`complete`
+    makes the record. Reading libpff is the slow half of a PST, so the reading child
+    sends these and the process that receives them decodes text and parses headers, on
+    the other core.
+    """
+
+    record: MessageRecord
+    codepage: str
+    props: PropertyMap
+    recipients: list[PropertyMap | str]
+    attachment_warnings: list[str]
+    folder_path: str
+
+    def complete(self) -> MessageRecord:
+        """The record, decoded: warnings in the order of reading (item, properties,
+        recipients, headers, attachments). Call once."""
+        record, codepage = self.record, self.codepage
+        _fill_from_properties(record, self.props, codepage)
+        _fill_recipients(record, self.recipients, codepage)
+        _fill_headers(record, self.props, codepage)
+        record.warnings.extend(self.attachment_warnings)
+        return record
+
+
+def complete_items(events: Iterable[PstItem | ReadEvent]) -> Iterator[ReadEvent]:
+    """``events`` with each :class:`PstItem` replaced by its record; an item that cannot
+    be decoded becomes the failure its reading would have given."""
+    for event in events:
+        if not isinstance(event, PstItem):
+            yield event
+            continue
+        try:
+            yield event.complete()
+        except Exception as exc:
+            record = event.record
+            where = event.folder_path or "the root folder"
+            yield _failure(
+                record.evidence_path,
+                record.item_id,
+                f"unreadable item in {where}: {describe(exc)}",
+            )
 
 
 def _new_record(
@@ -736,29 +788,44 @@ def _fill_headers(record: MessageRecord, props: PropertyMap, codec: str) -> None
     apply_headers(record, headers)
 
 
-def _fill_recipients(record: MessageRecord, item: Any, codec: str) -> None:
+def _read_recipients(item: Any) -> list[PropertyMap | str]:
+    """The raw properties of each recipient of ``item``, in table order, with a warning
+    (a string) where a recipient or the table could not be read."""
+    rows: list[PropertyMap | str] = []
     try:
         recipients = item.recipients
     except Exception as exc:
-        record.warnings.append(f"recipients unreadable: {describe(exc)}")
-        return
+        rows.append(f"recipients unreadable: {describe(exc)}")
+        return rows
     if recipients is None:
-        return
+        return rows
     try:
         count = recipients.get_number_of_record_sets()
     except Exception as exc:
-        record.warnings.append(f"recipients unreadable: {describe(exc)}")
-        return
-    dn_only = 0
+        rows.append(f"recipients unreadable: {describe(exc)}")
+        return rows
     for index in range(count):
         props: PropertyMap = {}
+        warnings: list[str] = []
         try:
             record_set = recipients.get_record_set(index)
             entries = record_set.get_number_of_entries()
         except Exception as exc:
-            record.warnings.append(f"recipient {index} unreadable: {describe(exc)}")
+            rows.append(f"recipient {index} unreadable: {describe(exc)}")
             continue
-        _read_entries(record_set, entries, RECIPIENT_TAGS, props, record.warnings)
+        _read_entries(record_set, entries, RECIPIENT_TAGS, props, warnings)
+        rows.extend(warnings)
+        rows.append(props)
+    return rows
+
+
+def _fill_recipients(record: MessageRecord, rows: list[PropertyMap | str], codec: str) -> None:
+    """Decode the recipients read by :func:`_read_recipients` into ``record``."""
+    dn_only = 0
+    for props in rows:
+        if isinstance(props, str):
+            record.warnings.append(props)
+            continue
         name = _text(props, PR_DISPLAY_NAME, codec, record.warnings) or ""
         email = _text(props, PR_EMAIL_ADDRESS, codec, record.warnings)
         address = _address(
@@ -781,26 +848,27 @@ def _fill_recipients(record: MessageRecord, item: Any, codec: str) -> None:
 
 
 def _fill_attachments(
-    context: _Context, record: MessageRecord, item: Any, folder_path: str
+    context: _Context, record: MessageRecord, item: Any, folder_path: str, warnings: list[str]
 ) -> list[ReadEvent]:
-    """List the attachments on ``record``; return the events of embedded messages."""
+    """List the attachments on ``record`` (what goes wrong in ``warnings``); return the
+    events of embedded messages."""
     embedded: list[ReadEvent] = []
     try:
         count = item.get_number_of_attachments()
     except AttributeError:
         return embedded
     except Exception as exc:
-        record.warnings.append(f"attachments unreadable: {describe(exc)}")
+        warnings.append(f"attachments unreadable: {describe(exc)}")
         return embedded
     if count > MAX_ATTACHMENTS:
-        record.warnings.append(f"{count} attachments; only {MAX_ATTACHMENTS} listed")
+        warnings.append(f"{count} attachments; only {MAX_ATTACHMENTS} listed")
     for index in range(min(count, MAX_ATTACHMENTS)):
         try:
             attachment = item.get_attachment(index)
         except Exception as exc:
-            record.warnings.append(f"attachment {index} unreadable: {describe(exc)}")
+            warnings.append(f"attachment {index} unreadable: {describe(exc)}")
             continue
-        listed, event = _attachment(context, record, attachment, index, folder_path)
+        listed, event = _attachment(context, record, attachment, index, folder_path, warnings)
         record.attachments.append(listed)
         if event is not None:
             embedded.append(event)
@@ -808,7 +876,12 @@ def _fill_attachments(
 
 
 def _attachment(
-    context: _Context, record: MessageRecord, attachment: Any, index: int, folder_path: str
+    context: _Context,
+    record: MessageRecord,
+    attachment: Any,
+    index: int,
+    folder_path: str,
+    record_warnings: list[str],
 ) -> tuple[Attachment, ReadEvent | None]:
     warnings: list[str] = []
     props = _properties(attachment, ATTACHMENT_TAGS, warnings)
@@ -831,7 +904,7 @@ def _attachment(
         digest, event = _embedded(context, record, attachment, index, size, folder_path, warnings)
     else:
         digest = _hash_attachment(attachment, size, warnings)
-    record.warnings.extend(f"attachment {index}: {warning}" for warning in warnings)
+    record_warnings.extend(f"attachment {index}: {warning}" for warning in warnings)
     return Attachment(name, size, mime_type, digest, is_message=is_message), event
 
 
