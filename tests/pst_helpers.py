@@ -28,3 +28,14 @@ def crash_on_names_with_crash(evidence: EvidenceFile) -> Iterator[ReadEvent]:
         yield from two_items_then_segfault(evidence)
     else:
         yield from REAL_READ_PST_ITEMS(evidence)
+
+
+def marked_items(evidence: EvidenceFile) -> Iterator[ReadEvent]:
+    """Note in ``marks/`` beside the evidence folder that reading ``evidence`` began,
+    then yield three non-mail items of it."""
+    path = Path(evidence.path)
+    marks = path.parent.parent / "marks"
+    marks.mkdir(exist_ok=True)
+    (marks / path.name).write_text("begun", encoding="ascii")
+    for index in range(3):
+        yield NonMailItem(evidence.path, f"node {index}", "IPM.Contact")

@@ -31,6 +31,7 @@ from inbec_export.readers.isolation import (
     STALL_SECONDS,
     WorkerFailure,
     iter_in_worker,
+    read_ahead,
     widen_pipe,
     worker_session,
 )
@@ -293,6 +294,58 @@ def test_a_session_reuses_one_child_and_ends_it_promptly() -> None:
     # being waited for and then terminated.
     assert ended < 2.0
     assert not _alive(first[0])
+
+
+def test_a_child_asked_ahead_reads_the_next_request_before_the_caller_gets_to_it(
+    tmp_path: Path,
+) -> None:
+    first_count, second_count = tmp_path / "first", tmp_path / "second"
+    with worker_session():
+        assert read_ahead(counted_large, str(first_count), 3, 1024)
+        assert read_ahead(counted_large, str(second_count), 2, 1024)
+        # Two requests ahead at most: a third is left to its own call.
+        assert not read_ahead(own_pid, 1)
+        deadline = time.monotonic() + 10
+        while not second_count.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # The child finished the first request and began the second on its own.
+        assert first_count.read_text("ascii") == "3"
+        assert second_count.exists()
+        first = list(iter_in_worker(counted_large, str(first_count), 3, 1024))
+        second = list(iter_in_worker(counted_large, str(second_count), 2, 1024))
+        pids = list(iter_in_worker(own_pid, 2))
+    assert first == [bytes(1024)] * 3
+    assert second == [bytes(1024)] * 2
+    assert len(set(pids)) == 1 and not _alive(pids[0])
+
+
+def test_a_call_for_another_request_than_the_one_asked_ahead_gets_its_own_items() -> None:
+    with worker_session():
+        assert read_ahead(own_pid, 2)
+        other = list(iter_in_worker(many_large, 2, 8))
+        after = list(iter_in_worker(own_pid, 1))
+    assert other == [b"\x00" * 8, b"\x00\x00\x00\x01" * 2]
+    assert len(after) == 1 and after[0] != os.getpid()
+
+
+def test_a_crash_while_reading_ahead_is_reported_to_the_call_for_that_request() -> None:
+    with worker_session():
+        assert read_ahead(own_pid, 2)
+        assert read_ahead(three_then_segfault)
+        pids = list(iter_in_worker(own_pid, 2))
+        crashed = list(iter_in_worker(three_then_segfault))
+        after = list(iter_in_worker(own_pid, 1))
+    assert len(set(pids)) == 1
+    assert crashed[:3] == [1, 2, 3]
+    failure = crashed[3]
+    assert isinstance(failure, WorkerFailure)
+    assert failure.signal_number == signal.SIGSEGV and failure.items == 3
+    # A fresh child serves what comes after.
+    assert after[0] != pids[0]
+
+
+def test_read_ahead_outside_a_session_sends_nothing() -> None:
+    assert not read_ahead(own_pid, 1)
 
 
 def test_a_session_replaces_a_child_that_crashed() -> None:

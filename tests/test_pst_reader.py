@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 import pickle
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pst_helpers import crash_on_names_with_crash, two_items_then_segfault
+from pst_helpers import crash_on_names_with_crash, marked_items, two_items_then_segfault
 
 from inbec_export.model import (
     Address,
@@ -20,7 +21,7 @@ from inbec_export.model import (
     NonMailItem,
     ReadEvent,
 )
-from inbec_export.readers import isolation, iter_evidence, pst
+from inbec_export.readers import FileOpened, isolation, iter_evidence, pst
 from inbec_export.readers.base import hash_file, sniff_format
 from inbec_export.readers.pst import PstReader, is_mail_class, parse_property_context
 
@@ -302,6 +303,31 @@ def test_worker_crash_keeps_items_and_reports_the_file(
             "the rest of the file was not read",
         ),
     ]
+
+
+def test_the_reader_child_begins_the_next_pst_while_the_caller_handles_the_current(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    for name in ("a.pst", "b.pst", "c.pst"):
+        (evidence / name).write_bytes(b"!BDN" + name.encode())
+    monkeypatch.setattr(pst, "read_pst_items", marked_items)
+    marks = tmp_path / "marks"
+
+    events = iter_evidence([evidence])
+    opened = next(events)
+    assert isinstance(opened, FileOpened) and opened.evidence.path == str(evidence / "a.pst")
+    # Nothing of a.pst handed on yet, and the child has begun b.pst already.
+    deadline = time.monotonic() + 10
+    while not (marks / "b.pst").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sorted(path.name for path in marks.iterdir()) == ["a.pst", "b.pst"]
+    rest = list(events)
+
+    items = [(Path(e.evidence_path).name, e.item) for e in rest if isinstance(e, NonMailItem)]
+    assert items == [(name, f"node {i}") for name in ("a.pst", "b.pst", "c.pst") for i in range(3)]
+    assert not [e for e in rest if isinstance(e, ItemFailure)]
 
 
 def test_a_crash_in_the_shared_reader_child_costs_that_file_only(

@@ -16,7 +16,14 @@ from typing import TypeVar, overload
 from inbec_export.case import is_case_folder
 from inbec_export.model import EvidenceFile, ItemFailure, MessageRecord, ReadEvent
 from inbec_export.readers import eml, mbox, msg, pst  # noqa: F401  (registration)
-from inbec_export.readers.base import describe, hash_file, reader_for, readers, sniff_format
+from inbec_export.readers.base import (
+    Reader,
+    describe,
+    hash_file,
+    reader_for,
+    readers,
+    sniff_format,
+)
 from inbec_export.readers.isolation import worker_session
 
 logger = logging.getLogger(__name__)
@@ -131,13 +138,21 @@ def iter_evidence(
 
         yield from iter_parallel(inputs, workers, finish)
         return
-    # One reader child serves every PST/OST file of the walk, one after another.
+    # One reader child serves every PST/OST file of the walk, one after another, and is
+    # asked for the next file before the current one is handed on: it reads on while
+    # this process hashes the next file and analyses what was read.
     with worker_session():
-        for path in walk_inputs(inputs):
-            if isinstance(path, ItemFailure):
-                yield path
+        entries = walk_inputs(inputs)
+        current = _open_entry(next(entries, None))
+        _read_ahead(current)
+        while current is not None:
+            upcoming = _open_entry(next(entries, None))
+            _read_ahead(upcoming)
+            if isinstance(current, _Opened):
+                yield from _read_opened(current, finish)
             else:
-                yield from _read_file(path, finish)
+                yield current
+            current = upcoming
 
 
 class _Finish:
@@ -152,46 +167,74 @@ class _Finish:
         return record if self.prepare is None else self.prepare(record)
 
 
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """An evidence file recognised and hashed, with the reader of its format."""
+
+    evidence: EvidenceFile
+    reader: Reader
+
+
+def _open_entry(entry: Path | ItemFailure | None) -> _Opened | ItemFailure | FileSkipped | None:
+    """What :func:`walk_inputs` gave, opened (:func:`_open_file`); None stays None."""
+    if entry is None or isinstance(entry, ItemFailure):
+        return entry
+    return _open_file(entry)
+
+
+def _read_ahead(opened: _Opened | ItemFailure | FileSkipped | None) -> None:
+    if isinstance(opened, _Opened):
+        opened.reader.read_ahead(opened.evidence)
+
+
 def _read_file(path: Path, finish: Callable[[MessageRecord], object]) -> Iterator[object]:
     """The events of one evidence file, each record replaced by ``finish(record)``."""
+    opened = _open_file(path)
+    if isinstance(opened, _Opened):
+        yield from _read_opened(opened, finish)
+    else:
+        yield opened
+
+
+def _open_file(path: Path) -> _Opened | ItemFailure | FileSkipped:
+    """Recognise and hash ``path``; the failure or skip when it is not evidence to read."""
     name = str(path)
     evidence_name = path.name.lower().endswith(EVIDENCE_SUFFIXES)
     try:
         if path.is_symlink() and not path.exists():
-            yield ItemFailure(name, None, "broken symbolic link")
-            return
+            return ItemFailure(name, None, "broken symbolic link")
         if not path.is_file():
-            yield FileSkipped(name, "not a regular file")
-            return
+            return FileSkipped(name, "not a regular file")
         size = path.stat().st_size
         format_name = sniff_format(path)
     except OSError as exc:
-        yield ItemFailure(name, None, f"cannot open: {exc.strerror or exc}")
-        return
+        return ItemFailure(name, None, f"cannot open: {exc.strerror or exc}")
     if format_name is None:
         if size == 0 and evidence_name:
-            yield ItemFailure(name, None, "empty file")
-        elif evidence_name:
-            yield ItemFailure(
+            return ItemFailure(name, None, "empty file")
+        if evidence_name:
+            return ItemFailure(
                 name,
                 None,
                 f"named like evidence but not a PST/OST, MSG, EML or mbox file ({size} bytes)",
             )
-        else:
-            yield FileSkipped(name, "not a PST/OST, MSG, EML or mbox file")
-        return
+        return FileSkipped(name, "not a PST/OST, MSG, EML or mbox file")
     try:
         size, sha256 = hash_file(path)
     except OSError as exc:
-        yield ItemFailure(name, None, f"cannot read: {exc.strerror or exc}")
-        return
+        return ItemFailure(name, None, f"cannot read: {exc.strerror or exc}")
     evidence = EvidenceFile(path=name, format=format_name, size=size, sha256=sha256)
+    return _Opened(evidence, reader_for(format_name)())
+
+
+def _read_opened(opened: _Opened, finish: Callable[[MessageRecord], object]) -> Iterator[object]:
+    """:class:`FileOpened`, then the events of the file."""
+    evidence = opened.evidence
     yield FileOpened(evidence)
-    reader = reader_for(format_name)()
     try:
-        yield from reader.read_finished(evidence, finish)
+        yield from opened.reader.read_finished(evidence, finish)
     except Exception as exc:
-        yield ItemFailure(name, None, f"reading stopped: {describe(exc)}")
+        yield ItemFailure(evidence.path, None, f"reading stopped: {describe(exc)}")
 
 
 #: Longest subject kept, in characters (Outlook itself allows 255); the rest is cut and

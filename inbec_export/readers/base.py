@@ -50,6 +50,13 @@ class Reader(ABC):
         """
         return finish_records(self.read(evidence), finish)
 
+    def read_ahead(self, evidence: EvidenceFile) -> None:
+        """Let a reader that reads in another process start on ``evidence`` now, while
+        the caller still handles the files before it; :meth:`read_finished` of the same
+        file later takes what was read. Nothing by default.
+        """
+        return None
+
 
 def finish_records(
     events: Iterable[ReadEvent], finish: Callable[[MessageRecord], object] | None

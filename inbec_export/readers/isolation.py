@@ -170,13 +170,14 @@ def iter_in_worker(
     """
     if stall_seconds is not None and not stall_seconds > 0:
         raise ValueError(f"stall_seconds must be positive, not {stall_seconds!r}")
+    request: _Request = (func, args, max(1, batch_size))
     session = _current_session()
-    worker = session.take() if session is not None else None
-    if worker is None or not worker.submit(func, args, max(1, batch_size)):
-        if worker is not None:
-            worker.discard()
+    worker = session.take(request) if session is not None else None
+    if worker is None:
         worker = _Worker()
-        worker.submit(func, args, max(1, batch_size))
+        worker.submit(*request)
+        if session is not None:
+            session.busy = worker
     received = 0
     clean = False
     error: str | None = None
@@ -219,6 +220,8 @@ def iter_in_worker(
     finally:
         if not clean:
             worker.discard()
+            if session is not None:
+                session.forget(worker)
 
 
 class _Worker:
@@ -262,33 +265,108 @@ class _Worker:
         reap(self.process)
 
 
+#: What a child is asked to run: the generator function, its arguments, the batch size.
+_Request = tuple[Callable[..., Iterable[Any]], tuple[Any, ...], int]
+
+
 class WorkerSession:
-    """Keeps one idle child between calls of :func:`iter_in_worker` (see
-    :func:`worker_session`)."""
+    """Keeps one child between calls of :func:`iter_in_worker` (see
+    :func:`worker_session`), and the requests it was asked ahead (:func:`read_ahead`)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self._idle: _Worker | None = None
+        #: The child an :func:`iter_in_worker` call is reading from, if any.
+        self.busy: _Worker | None = None
+        #: Requests sent to the child before their :func:`iter_in_worker` call, in order.
+        self._ahead: list[_Request] = []
         self._open = True
 
-    def take(self) -> _Worker | None:
-        """The idle child, if any, now owned by the caller."""
+    def take(self, request: _Request) -> _Worker | None:
+        """The child, now running ``request`` and owned by the caller; None when a new
+        one must be started (none is kept, or it was asked ahead for something else)."""
         worker, self._idle = self._idle, None
-        return worker
+        if worker is None:
+            self._ahead.clear()
+            return None
+        if self._ahead:
+            if _same_request(self._ahead[0], request):
+                self._ahead.pop(0)
+                self.busy = worker
+                return worker
+            # Asked ahead for other files: its frames would come first. Not usable.
+            self._ahead.clear()
+            worker.discard()
+            return None
+        if worker.submit(*request):
+            self.busy = worker
+            return worker
+        worker.discard()
+        return None
+
+    def read_ahead(self, request: _Request) -> bool:
+        """Send ``request`` to the child now, behind what it is asked already; the
+        :func:`iter_in_worker` call for it later reads what the child has sent by then.
+        False when it cannot be sent (then that call asks for it itself)."""
+        if not self._open or len(self._ahead) >= MAX_AHEAD:
+            return False
+        worker = self.busy or self._idle
+        if worker is None:
+            worker = self._idle = _Worker()
+        if not worker.submit(*request):
+            return False
+        self._ahead.append(request)
+        return True
 
     def give_back(self, worker: _Worker) -> None:
         """Keep ``worker``, which finished its generator cleanly, for the next call."""
+        if self.busy is worker:
+            self.busy = None
         if self._open and self._idle is None:
             self._idle = worker
         else:
+            self.forget(worker)
             worker.close()
 
+    def forget(self, worker: _Worker) -> None:
+        """``worker`` was stopped: what it was asked ahead is lost with it."""
+        if self.busy is worker:
+            self.busy = None
+        if self._idle is worker:
+            self._idle = None
+        if self._idle is None and self.busy is None:
+            self._ahead.clear()
+
     def close(self) -> None:
-        """End and reap the idle child."""
+        """End and reap the idle child (at once if it was reading ahead)."""
         self._open = False
         worker, self._idle = self._idle, None
+        ahead, self._ahead = self._ahead, []
         if worker is not None:
-            worker.close()
+            if ahead:
+                worker.discard()
+            else:
+                worker.close()
+
+
+#: Requests a session's child may be sent ahead of the one being read.
+MAX_AHEAD = 2
+
+
+def _same_request(one: _Request, other: _Request) -> bool:
+    return one[0] is other[0] and one[2] == other[2] and one[1] == other[1]
+
+
+def read_ahead(func: Callable[..., Iterable[Any]], *args: Any, batch_size: int = 1) -> bool:
+    """Within :func:`worker_session`, have the child start on ``func(*args)`` as soon as
+    it is done with what it was asked before, so that it need not wait for the caller to
+    get to it; the later ``iter_in_worker(func, *args, batch_size=...)`` call takes its
+    items. Outside a session, or when the child may not be asked, nothing is sent and
+    False is returned. What the child reads ahead waits in the pipe (at most
+    :data:`PIPE_BYTES`), so memory stays bounded.
+    """
+    session = _current_session()
+    return session is not None and session.read_ahead((func, args, max(1, batch_size)))
 
 
 _SESSIONS: list[WorkerSession] = []

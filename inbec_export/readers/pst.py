@@ -67,7 +67,12 @@ from inbec_export.model import (
 )
 from inbec_export.readers import headers as h
 from inbec_export.readers.base import Reader, describe, finish_records, register
-from inbec_export.readers.isolation import STALL_SECONDS, WorkerFailure, iter_in_worker
+from inbec_export.readers.isolation import (
+    STALL_SECONDS,
+    WorkerFailure,
+    iter_in_worker,
+    read_ahead,
+)
 from inbec_export.readers.rfc822 import (
     MAX_ATTACHMENTS,
     apply_headers,
@@ -292,6 +297,11 @@ class PstReader(Reader):
         # reads libpff; this process decodes what it sends (``complete_items``).
         events = iter_in_worker(read_pst_items, evidence, stall_seconds=self.stall_seconds)
         yield from finish_records(complete_items(self._failures(evidence, events)), finish)
+
+    def read_ahead(self, evidence: EvidenceFile) -> None:
+        # The shared child reads this file as soon as it is done with the one before.
+        if self.isolated:
+            read_ahead(read_pst_items, evidence)
 
     def _failures(
         self, evidence: EvidenceFile, events: Iterable[PstItem | ReadEvent | WorkerFailure]
