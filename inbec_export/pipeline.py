@@ -118,9 +118,11 @@ def analyze(
     folder = CaseFolder(out_dir)
     try:
         # With one worker, the PST reader's child reads and this process does the rest:
-        # about half the work each. With more, each worker prepares what it reads.
-        for item in iter_evidence(inputs, workers, preparer if workers > 1 else None):
-            # With one worker the records arrive as read, and are prepared here.
+        # about half the work each. With more, the workers also prepare what they read
+        # when there are processors to spare for them (see ``prepares_in_workers``).
+        in_workers = prepares_in_workers(workers)
+        for item in iter_evidence(inputs, workers, preparer if in_workers else None):
+            # Records that arrive as read are prepared here.
             event = preparer(item) if isinstance(item, MessageRecord) else item
             if isinstance(event, PreparedMessage):
                 _handle_message(event, case, spanning, folder, stats, enricher)
@@ -156,6 +158,22 @@ def analyze(
     folder.close(summary, write_subject_matches=case.subject_pattern is not None)
     write_report(out_dir)
     return summary
+
+
+def prepares_in_workers(workers: int) -> bool:
+    """True when ``--workers`` processes should also prepare the messages they read
+    (per-message rules, documents, timeline events), not just read them.
+
+    Preparing where a message is read keeps this process light, which pays when there
+    are more processors than workers: this process then has one of its own, and would
+    otherwise be the one all workers wait for. When the workers already take every
+    processor, the work is shared anyway and less of it wins: the prepared message is
+    larger to pickle and unpickle than the record (measured on two cores with two
+    workers: 10% faster when this process prepares).
+    """
+    from inbec_export.readers.parallel import default_workers
+
+    return workers > 1 and default_workers() > workers
 
 
 def _handle_message(

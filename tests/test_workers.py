@@ -66,7 +66,15 @@ def test_sample_case_same_with_two_workers(tmp_path: Path) -> None:
     assert summary["findings_by_rule"]["thread-intrusion"] == 1
 
 
-def test_corpus_files_same_with_two_and_three_workers(corpus_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("in_workers", [True, False], ids=["prepared-in-workers", "prepared-here"])
+def test_corpus_files_same_with_two_and_three_workers(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, in_workers: bool
+) -> None:
+    """The same case folder whichever process prepares the messages (the choice
+    depends on the processors of the machine: both are taken here)."""
+    from inbec_export import pipeline
+
+    monkeypatch.setattr(pipeline, "prepares_in_workers", lambda workers: in_workers)
     evidence = [corpus_dir / name for name in CORPUS_FILES]
     _analyze(evidence, tmp_path / "one", 1, "acme-corp.com")
     _analyze(evidence, tmp_path / "two", 2, "acme-corp.com")
@@ -105,6 +113,20 @@ def test_events_in_input_order_with_failures(tmp_path: Path) -> None:
     assert subjects == ["one", "two"]
     reasons = [e.reason for e in parallel if isinstance(e, ItemFailure)]
     assert reasons == ["empty file"]
+
+
+@pytest.mark.parametrize(
+    ("processors", "workers", "expected"),
+    [(2, 1, False), (2, 2, False), (2, 3, False), (4, 2, True), (8, 4, True), (4, 4, False)],
+)
+def test_workers_prepare_only_with_processors_to_spare(
+    monkeypatch: pytest.MonkeyPatch, processors: int, workers: int, expected: bool
+) -> None:
+    from inbec_export import pipeline
+    from inbec_export.readers import parallel
+
+    monkeypatch.setattr(parallel, "default_workers", lambda: processors)
+    assert pipeline.prepares_in_workers(workers) is expected
 
 
 def test_workers_must_be_positive(tmp_path: Path) -> None:
@@ -193,3 +215,94 @@ def test_workers_that_end_before_beginning_a_file_cost_a_failure_not_a_hang(
         for path in inputs
     ]
     assert multiprocessing.active_children() == []
+
+
+@pytest.mark.corpus
+def test_a_pst_that_crashes_its_worker_gives_the_failure_of_one_worker(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker reads a PST itself; when libpff takes the worker down, the file's
+    failure reads as with one worker, and the other files arrive whole."""
+    import multiprocessing
+
+    from pst_helpers import crash_on_names_with_crash
+
+    from inbec_export.readers import pst
+
+    source = corpus_dir / "pst" / "pst2john_2003_no-encryption_quickquick.pst"
+    for name in ("a-good.pst", "b-crash.pst", "c-good.pst", "d-good.pst"):
+        (tmp_path / name).symlink_to(source)
+    monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
+
+    single = list(iter_evidence([tmp_path]))
+    parallel = list(iter_evidence([tmp_path], workers=2))
+
+    assert parallel == single
+    failures = [e for e in parallel if isinstance(e, ItemFailure)]
+    assert failures == [
+        ItemFailure(
+            str(tmp_path / "b-crash.pst"),
+            None,
+            "PST reader crashed (signal 11, SIGSEGV) after 2 items; "
+            "the rest of the file was not read",
+        )
+    ]
+    records = [e for e in parallel if isinstance(e, MessageRecord)]
+    assert len(records) == 3 * 20
+    assert multiprocessing.active_children() == []
+
+
+def test_a_pst_that_hangs_its_worker_is_stopped_as_with_one_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller watches a worker reading a PST as it watches the PST reader's child:
+    no event for the stall time, and the worker is stopped with the same failure."""
+    import multiprocessing
+    import time
+
+    from isolation_helpers import pst_events_then_hang
+
+    from inbec_export.readers import pst
+
+    for name in ("a.pst", "b.pst"):
+        (tmp_path / name).write_bytes(b"!BDN" + name.encode())
+    good = tmp_path / "c.eml"
+    good.write_bytes(b"From: a@example.com\r\nSubject: after\r\n\r\nbody\r\n")
+    monkeypatch.setattr(pst, "read_pst_items", pst_events_then_hang)
+    monkeypatch.setenv("INBEC_PST_STALL_SECONDS", "1")
+
+    single = list(iter_evidence([tmp_path]))
+    started = time.monotonic()
+    parallel = list(iter_evidence([tmp_path], workers=2))
+    took = time.monotonic() - started
+
+    assert parallel == single
+    stalled = [e.reason for e in parallel if isinstance(e, ItemFailure) and e.item is None]
+    reason = (
+        "PST reader stalled: no progress for 1 s after 2 items; the rest of the file was not read"
+    )
+    assert stalled == [reason, reason]
+    assert [e.subject for e in parallel if isinstance(e, MessageRecord)] == ["after"]
+    assert took < 30  # stopped after the stall time, not after the helper's long hang
+    assert multiprocessing.active_children() == []
+
+
+@pytest.mark.corpus
+def test_workers_read_psts_themselves_without_a_child_of_their_own(
+    corpus_dir: Path, tmp_path: Path
+) -> None:
+    import multiprocessing
+
+    source = corpus_dir / "pst" / "aspose_Outlook.pst"
+    for index in range(4):
+        (tmp_path / f"{index}.pst").symlink_to(source)
+    events = iter_evidence([tmp_path], workers=2)
+    next(events)
+    workers = multiprocessing.active_children()
+    assert len(workers) == 2
+    for worker in workers:
+        children = Path(f"/proc/{worker.pid}/task/{worker.pid}/children").read_text("ascii")
+        assert children.split() == []
+    rest = list(events)
+    assert sum(1 for e in rest if isinstance(e, MessageRecord)) > 0
+    assert not [e for e in rest if isinstance(e, ItemFailure)]

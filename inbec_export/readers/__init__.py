@@ -187,10 +187,15 @@ def _read_ahead(opened: _Opened | ItemFailure | FileSkipped | None) -> None:
         opened.reader.read_ahead(opened.evidence)
 
 
-def _read_file(path: Path, finish: Callable[[MessageRecord], object]) -> Iterator[object]:
-    """The events of one evidence file, each record replaced by ``finish(record)``."""
+def _read_file(
+    path: Path, finish: Callable[[MessageRecord], object], in_worker: bool = False
+) -> Iterator[object]:
+    """The events of one evidence file, each record replaced by ``finish(record)``;
+    ``in_worker``: this process is a ``--workers`` worker (see :meth:`Reader.in_worker`)."""
     opened = _open_file(path)
     if isinstance(opened, _Opened):
+        if in_worker:
+            opened = _Opened(opened.evidence, opened.reader.in_worker())
         yield from _read_opened(opened, finish)
     else:
         yield opened

@@ -31,6 +31,10 @@ class Reader(ABC):
     #: Lower runs first; content checks that are stricter go earlier.
     priority: ClassVar[int] = 50
 
+    #: For a reader whose library can crash or hang the process reading (and which
+    #: therefore reads in a process of its own): its name in the failure that says so.
+    worker_name: ClassVar[str | None] = None
+
     @classmethod
     @abstractmethod
     def sniff(cls, head: bytes) -> bool:
@@ -49,6 +53,17 @@ class Reader(ABC):
         so that the per-message work runs beside the reading.
         """
         return finish_records(self.read(evidence), finish)
+
+    def in_worker(self) -> Reader:
+        """The reader to use in a process that reads evidence for another (a
+        ``--workers`` worker): that process is already the isolation a reader with a
+        :attr:`worker_name` needs, so such a reader reads in it directly."""
+        return self
+
+    def stall_seconds_in_worker(self) -> float | None:
+        """Seconds without progress after which that process is taken as hung and
+        stopped (None: never)."""
+        return None
 
     def read_ahead(self, evidence: EvidenceFile) -> None:
         """Let a reader that reads in another process start on ``evidence`` now, while

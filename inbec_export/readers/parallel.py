@@ -11,15 +11,20 @@ time changes. Spooling to disk rather than memory keeps memory flat however far 
 readers get ahead of the caller; each spool file is removed once it has been handed on.
 
 The N workers are started once and each reads one file after another (starting a
-process per file costs more than reading a small PST). Each record is prepared in the
-worker that read it (the ``finish`` callable: the per-message rules and the documents),
-so the caller is left with the rules that span messages and the writing.
+process per file costs more than reading a small PST). When there are processors to
+spare, each record is also prepared in the worker that read it (the ``finish``
+callable: the per-message rules and the documents); the caller is left with the rules
+that span messages and the writing.
 
-A file is read by the same code as in a single process (PST/OST files still go through
-their own crash-isolated child), so a damaged file gives the same failures either way.
-If a worker itself dies, the events it spooled are kept, one
-:class:`~inbec_export.model.ItemFailure` for the file says so, and a new worker takes the
-next file.
+A worker reads a PST/OST itself, with libpff in its own process: the worker is the
+crash isolation the PST reader needs, so no second child (and no second pickling of
+every record) stands between libpff and the caller. The caller watches such a worker
+as it watches the PST reader's child with one worker: if it dies, the events it
+spooled are kept and one :class:`~inbec_export.model.ItemFailure` for the file says
+so in the same words ("PST reader crashed ..."); if it spools nothing for the PST
+reader's stall time (``INBEC_PST_STALL_SECONDS``), it is stopped and reported as
+stalled. A new worker takes the next file; files the lost worker had not begun go to
+another. A worker that dies reading another format gets a failure that says so.
 
 Limitations: the events must be picklable (they are: plain dataclasses); a worker ahead
 of the caller spools what it reads to the temporary folder, which needs room for the
@@ -28,6 +33,7 @@ records (not the attachments) of up to N files.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import os
 import pickle
@@ -45,11 +51,13 @@ from typing import IO, Any
 from inbec_export.model import ItemFailure, MessageRecord
 from inbec_export.readers.isolation import (
     JOIN_TIMEOUT_SECONDS,
+    STARTUP_GRACE_SECONDS,
+    WorkerFailure,
     _context,
+    _failure,
     quiet_child,
     reap,
     send_request,
-    worker_session,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,12 +86,13 @@ _DONE = 1
 
 class _Reader:
     """A worker process that reads the files it is sent, one after another, each into
-    its own spool file (it keeps one PST reader child for all of them)."""
+    its own spool file (PST/OST files with libpff in this same process)."""
 
     def __init__(self, finish: Callable[[MessageRecord], object]) -> None:
         context = _context()
         requests_in, self._requests = context.Pipe(duplex=False)
-        # Not a daemon: a daemon may not start the PST reader's child.
+        # Not a daemon: a daemon may start no process, and a reader may want one; the
+        # pool reaps its workers itself.
         self.process = context.Process(
             target=_serve_files, args=(requests_in, self._requests, finish)
         )
@@ -242,16 +251,17 @@ def _serve_files(
     # A forked worker holds a copy of the parent's end of its requests pipe: not needed.
     parent_end.close()
     quiet_child()
+    # A crash in a native library is reported by the caller, in one line.
+    faulthandler.disable()
     try:
-        with worker_session():
-            while True:
-                try:
-                    job = requests.recv()
-                except (EOFError, OSError):
-                    return
-                if job is None:
-                    return
-                _spool_file(job[0], job[1], finish)
+        while True:
+            try:
+                job = requests.recv()
+            except (EOFError, OSError):
+                return
+            if job is None:
+                return
+            _spool_file(job[0], job[1], finish)
     except KeyboardInterrupt:
         pass  # the user interrupted: the parent stops the run
     finally:
@@ -259,11 +269,12 @@ def _serve_files(
 
 
 def _spool_file(path: str, spool: str, finish: Callable[[MessageRecord], object]) -> None:
-    """Read one file and write its events, then DONE, to ``spool``."""
+    """Read one file and write its events, then DONE, to ``spool``. A PST/OST is read
+    in this process (it is the crash isolation the PST reader needs)."""
     from inbec_export.readers import _read_file
 
     with open(spool, "wb") as handle:
-        for event in _read_file(Path(path), finish):
+        for event in _read_file(Path(path), finish, in_worker=True):
             _write(handle, (_EVENT, event))
         _write(handle, (_DONE, None))
 
@@ -275,9 +286,55 @@ def _write(handle: IO[bytes], frame: tuple[int, Any]) -> None:
     handle.flush()
 
 
+class _Progress:
+    """What the caller knows of the file a worker is reading: which reader reads it
+    (from its :class:`~inbec_export.readers.FileOpened`), how many of its events came,
+    and when the last one did."""
+
+    def __init__(self) -> None:
+        self.worker_name: str | None = None
+        self.stall_seconds: float | None = None
+        self.items = 0
+        self.opened = False
+        self.last = time.monotonic()
+
+    def saw(self, event: object) -> None:
+        from inbec_export.readers import FileOpened
+        from inbec_export.readers.base import reader_for
+
+        self.last = time.monotonic()
+        if not self.opened and isinstance(event, FileOpened):
+            self.opened = True
+            reader = reader_for(event.evidence.format)()
+            self.worker_name = reader.worker_name
+            self.stall_seconds = reader.stall_seconds_in_worker()
+        elif self.opened:
+            self.items += 1
+
+    def stalled(self) -> bool:
+        """True when the reader has sent nothing for longer than it may."""
+        if self.stall_seconds is None:
+            return False
+        allowed = self.stall_seconds + (STARTUP_GRACE_SECONDS if self.items == 0 else 0.0)
+        return time.monotonic() - self.last > allowed
+
+    def failure(self, path: Path, exitcode: int | None) -> ItemFailure:
+        """The failure of a file whose worker ended before its end."""
+        if self.worker_name is not None:
+            # Said as the reader's own child would say it: the same whatever --workers.
+            failure = _failure(exitcode, self.items, False, None) or WorkerFailure(self.items)
+            return ItemFailure(str(path), None, failure.describe(self.worker_name))
+        return ItemFailure(
+            str(path),
+            None,
+            f"reader worker ended (status {exitcode}) before the end of the file; "
+            "the rest of the file was not read",
+        )
+
+
 def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
     """Yield the events of ``job`` as its worker spools them; return True when the file
-    was handed on to its end (False: its worker died, and a failure says so)."""
+    was handed on to its end (False: its worker died or hung, and a failure says so)."""
     buffer = bytearray()
     wait = MIN_WAIT_SECONDS
     done = False
@@ -301,6 +358,7 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
             given += 1
         time.sleep(wait)
         wait = min(2 * wait, MAX_WAIT_SECONDS)
+    progress = _Progress()
     handle = job.spool.open("rb")
     try:
         while not done:
@@ -314,6 +372,7 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
                 if kind == _DONE:
                     done = True
                     break
+                progress.saw(payload)
                 yield payload
             if done or chunk:
                 continue
@@ -322,6 +381,8 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
                 if not _more(handle, buffer):
                     break
                 continue
+            if progress.stalled():
+                break
             time.sleep(wait)
             wait = min(2 * wait, MAX_WAIT_SECONDS)
     finally:
@@ -329,16 +390,18 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
         job.spool.unlink(missing_ok=True)
     if done:
         return True
+    if job.reader.alive() and progress.stalled():
+        seconds = progress.stall_seconds
+        logger.warning("%s: reader worker stalled for %s s; stopped", job.path, seconds)
+        pool.drop(job.reader)
+        failure = WorkerFailure(progress.items, stalled_seconds=seconds)
+        yield ItemFailure(str(job.path), None, failure.describe(progress.worker_name or "reader"))
+        return False
     if job.reader.alive():  # the worker is gone or going: wait for its status
         job.reader.process.join(JOIN_TIMEOUT_SECONDS)
     exitcode = job.reader.exitcode()
     logger.warning("%s: reader worker ended with status %s", job.path, exitcode)
-    yield ItemFailure(
-        str(job.path),
-        None,
-        f"reader worker ended (status {exitcode}) before the end of the file; "
-        "the rest of the file was not read",
-    )
+    yield progress.failure(job.path, exitcode)
     return False
 
 

@@ -259,7 +259,7 @@ class PstReader(Reader):
     priority = 10
 
     #: Name used in the failure reported when the worker process dies.
-    worker_name: ClassVar[str] = "PST reader"
+    worker_name: ClassVar[str | None] = "PST reader"
 
     def __init__(self, isolated: bool = True, stall_seconds: float | None = None) -> None:
         """Set how files are read.
@@ -298,6 +298,12 @@ class PstReader(Reader):
         events = iter_in_worker(read_pst_items, evidence, stall_seconds=self.stall_seconds)
         yield from finish_records(complete_items(self._failures(evidence, events)), finish)
 
+    def in_worker(self) -> PstReader:
+        return PstReader(isolated=False, stall_seconds=self.stall_seconds)
+
+    def stall_seconds_in_worker(self) -> float | None:
+        return self.stall_seconds
+
     def read_ahead(self, evidence: EvidenceFile) -> None:
         # The shared child reads this file as soon as it is done with the one before.
         if self.isolated:
@@ -309,7 +315,8 @@ class PstReader(Reader):
         """``events`` with the child's own failure told as a failure of the file."""
         for event in events:
             if isinstance(event, WorkerFailure):
-                yield ItemFailure(evidence.path, None, event.describe(self.worker_name))
+                name = self.worker_name or "reader"
+                yield ItemFailure(evidence.path, None, event.describe(name))
             else:
                 yield event
 
