@@ -26,6 +26,7 @@ import argparse
 import hashlib
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -195,12 +196,24 @@ def main() -> None:
         f"(--workers 2: {rate['inbec2'] / rate['bare']:.2f}; target {TARGET_RATIO})"
     )
     print(f"ratio inbec / readpst: {rate['inbec'] / rate['readpst']:.2f}")
+    # The machine's speed drifts between rounds: each round's own ratio (its tools ran
+    # next to each other) is steadier than the ratio of the best times.
+    for name, label in (("inbec", "inbec analyze"), ("inbec2", "inbec analyze --workers 2")):
+        rounds = [bare / ours for bare, ours in zip(timings["bare"], timings[name], strict=True)]
+        print(
+            f"{label} / bare loop, each round: {', '.join(f'{r:.2f}' for r in rounds)}; "
+            f"median {statistics.median(rounds):.2f}"
+        )
     for copies in (1, args.repeat):
         one, two = min(pair_times[(copies, 1)]), min(pair_times[(copies, 2)])
         label = "the two largest PSTs" + (f" x {copies}" if copies > 1 else "")
+        rounds = [
+            a / b for a, b in zip(pair_times[(copies, 1)], pair_times[(copies, 2)], strict=True)
+        ]
         print(
             f"{label}: --workers 1 {one:.2f} s, --workers 2 {two:.2f} s, "
-            f"speed-up {one / two:.2f}x (target {TARGET_SPEEDUP}x)"
+            f"speed-up {one / two:.2f}x (target {TARGET_SPEEDUP}x); each round: "
+            f"{', '.join(f'{r:.2f}x' for r in rounds)}, median {statistics.median(rounds):.2f}x"
         )
 
 

@@ -306,3 +306,42 @@ def test_workers_read_psts_themselves_without_a_child_of_their_own(
     rest = list(events)
     assert sum(1 for e in rest if isinstance(e, MessageRecord)) > 0
     assert not [e for e in rest if isinstance(e, ItemFailure)]
+
+
+def test_the_disk_space_of_what_was_handed_on_is_given_back_while_a_file_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large file read ahead by a worker does not keep its whole spool on disk until
+    its end: the part already handed on is released as the caller goes."""
+    import os
+    import tempfile
+
+    from inbec_export.readers import parallel
+    from inbec_export.sample.generator import write_large_mbox
+
+    release = 256 * 1024
+    monkeypatch.setattr(parallel, "RELEASE_BYTES", release)
+    spool_root = tmp_path / "tmp"
+    spool_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool_root))
+    mbox = tmp_path / "evidence" / "large.mbox"
+    mbox.parent.mkdir()
+    write_large_mbox(mbox, 3000)
+
+    seen: list[tuple[int, int]] = []
+    records = 0
+    events = iter_evidence([mbox.parent], workers=2)
+    for event in events:
+        if not isinstance(event, MessageRecord):
+            continue
+        records += 1
+        if records in (1000, 2000):
+            (spool,) = spool_root.glob("inbec-spool-*/*.spool")
+            stat = os.stat(spool)
+            seen.append((stat.st_size, stat.st_blocks * 512))
+    assert records == 3000
+    # By the 2,000th message most of what was spooled before it takes no disk space.
+    size, allocated = seen[1]
+    assert size > 4 * release
+    assert allocated < size - 2 * release
+    assert list(spool_root.iterdir()) == []

@@ -33,6 +33,7 @@ records (not the attachments) of up to N files.
 
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import logging
 import os
@@ -76,6 +77,16 @@ MAX_GIVINGS = 3
 
 #: Bytes read from a spool file at once.
 SPOOL_READ_BYTES = 1024 * 1024
+
+#: Bytes handed on from a spool file after which the disk space they take is given back
+#: (a hole is punched over them: the file keeps its size, and they are never read again),
+#: so that a large file read by a worker ahead of the caller takes the room of what the
+#: caller has not yet handed on, not that of the whole file.
+RELEASE_BYTES = 64 * 1024 * 1024
+
+# fallocate(2) mode: free the range's blocks and keep the file's size.
+_FALLOC_FL_KEEP_SIZE = 0x01
+_FALLOC_FL_PUNCH_HOLE = 0x02
 
 # Each frame of a spool file: its pickle's length (8 bytes, big-endian), then the pickle
 # of ``(kind, payload)``.
@@ -359,7 +370,8 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
         time.sleep(wait)
         wait = min(2 * wait, MAX_WAIT_SECONDS)
     progress = _Progress()
-    handle = job.spool.open("rb")
+    handle = job.spool.open("r+b")  # writable, so that handed-on space can be released
+    released: int | None = 0
     try:
         while not done:
             chunk = handle.read(SPOOL_READ_BYTES)
@@ -368,6 +380,8 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
                 wait = MIN_WAIT_SECONDS
             frames, used = _frames(buffer)
             del buffer[:used]
+            if released is not None:
+                released = _release(handle, handle.tell() - len(buffer), released)
             for kind, payload in frames:
                 if kind == _DONE:
                     done = True
@@ -403,6 +417,27 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
     logger.warning("%s: reader worker ended with status %s", job.path, exitcode)
     yield progress.failure(job.path, exitcode)
     return False
+
+
+def _release(handle: IO[bytes], handed_on: int, released: int) -> int | None:
+    """Give back the disk space of the first ``handed_on`` bytes of ``handle`` once
+    :data:`RELEASE_BYTES` more than ``released`` have been handed on; return how many
+    bytes are released now, or None where the file system cannot (then the spool file
+    keeps its space until it is removed, as before)."""
+    upto = handed_on - handed_on % 4096
+    if upto - released < RELEASE_BYTES:
+        return released
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+    except (OSError, AttributeError):
+        return None
+    fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_longlong, ctypes.c_longlong]
+    mode = _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE
+    if fallocate(handle.fileno(), mode, 0, upto) != 0:
+        logger.debug("spool space not released: %s", os.strerror(ctypes.get_errno()))
+        return None
+    return upto
 
 
 def _more(handle: IO[bytes], buffer: bytearray) -> bool:
