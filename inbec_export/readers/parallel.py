@@ -28,7 +28,9 @@ another. A worker that dies reading another format gets a failure that says so.
 
 Limitations: the events must be picklable (they are: plain dataclasses); a worker ahead
 of the caller spools what it reads to the temporary folder, which needs room for the
-records (not the attachments) of up to N files.
+records (not the attachments) of the files read ahead (up to ``FILES_IN_HAND`` per
+worker); the space of what the caller has handed on is given back as it goes (every
+:data:`RELEASE_BYTES`, where the file system can punch holes).
 """
 
 from __future__ import annotations
