@@ -344,6 +344,23 @@ def test_a_crash_while_reading_ahead_is_reported_to_the_call_for_that_request() 
     assert after[0] != pids[0]
 
 
+def test_a_child_asked_ahead_by_a_stream_left_open_is_not_reused_for_another_request() -> None:
+    """Two streams open at once in one session: the first's child, asked ahead for a
+    request nobody reads, must not serve a later call (its frames would come first)."""
+    with worker_session():
+        first = iter_in_worker(own_pid, 2)
+        first_pid = next(first)
+        assert read_ahead(many_large, 1, 8)  # sent to the child ``first`` reads from
+        second = iter_in_worker(own_pid, 1)
+        second_pid = next(second)  # a child of its own: the first one is busy
+        assert list(first) == [first_pid]  # ends cleanly; its child is kept, asked ahead
+        assert list(second) == []
+        later = list(iter_in_worker(own_pid, 2))
+    assert second_pid != first_pid
+    assert len(later) == 2 and later[0] == later[1]
+    assert later[0] not in (first_pid, second_pid)
+
+
 def test_read_ahead_outside_a_session_sends_nothing() -> None:
     assert not read_ahead(own_pid, 1)
 

@@ -224,6 +224,10 @@ def iter_in_worker(
                 session.forget(worker)
 
 
+#: What a child is asked to run: the generator function, its arguments, the batch size.
+_Request = tuple[Callable[..., Iterable[Any]], tuple[Any, ...], int]
+
+
 class _Worker:
     """A child process that runs the generators it is sent, one after another.
 
@@ -245,6 +249,9 @@ class _Worker:
         requests_in.close()
         widen_pipe(reader.fileno(), PIPE_BYTES)
         self.frames = _FrameReader(os.dup(reader.fileno()))
+        #: Requests sent ahead of the one being read (:func:`read_ahead`), in order: their
+        #: frames come, in that order, after those of the current request.
+        self.ahead: list[_Request] = []
         reader.close()
 
     def submit(self, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], batch: int) -> bool:
@@ -265,37 +272,30 @@ class _Worker:
         reap(self.process)
 
 
-#: What a child is asked to run: the generator function, its arguments, the batch size.
-_Request = tuple[Callable[..., Iterable[Any]], tuple[Any, ...], int]
-
-
 class WorkerSession:
     """Keeps one child between calls of :func:`iter_in_worker` (see
-    :func:`worker_session`), and the requests it was asked ahead (:func:`read_ahead`)."""
+    :func:`worker_session`), and knows which one is being read from, so that it can be
+    asked ahead (:func:`read_ahead`)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self._idle: _Worker | None = None
         #: The child an :func:`iter_in_worker` call is reading from, if any.
         self.busy: _Worker | None = None
-        #: Requests sent to the child before their :func:`iter_in_worker` call, in order.
-        self._ahead: list[_Request] = []
         self._open = True
 
     def take(self, request: _Request) -> _Worker | None:
-        """The child, now running ``request`` and owned by the caller; None when a new
-        one must be started (none is kept, or it was asked ahead for something else)."""
+        """The kept child, now running ``request`` and owned by the caller; None when a
+        new one must be started (none is kept, or it was asked ahead for another)."""
         worker, self._idle = self._idle, None
         if worker is None:
-            self._ahead.clear()
             return None
-        if self._ahead:
-            if _same_request(self._ahead[0], request):
-                self._ahead.pop(0)
+        if worker.ahead:
+            if _same_request(worker.ahead[0], request):
+                worker.ahead.pop(0)
                 self.busy = worker
                 return worker
-            # Asked ahead for other files: its frames would come first. Not usable.
-            self._ahead.clear()
+            # Asked ahead for other files: their frames would come first. Not usable.
             worker.discard()
             return None
         if worker.submit(*request):
@@ -308,42 +308,39 @@ class WorkerSession:
         """Send ``request`` to the child now, behind what it is asked already; the
         :func:`iter_in_worker` call for it later reads what the child has sent by then.
         False when it cannot be sent (then that call asks for it itself)."""
-        if not self._open or len(self._ahead) >= MAX_AHEAD:
+        if not self._open:
             return False
         worker = self.busy or self._idle
         if worker is None:
             worker = self._idle = _Worker()
-        if not worker.submit(*request):
+        if len(worker.ahead) >= MAX_AHEAD or not worker.submit(*request):
             return False
-        self._ahead.append(request)
+        worker.ahead.append(request)
         return True
 
     def give_back(self, worker: _Worker) -> None:
         """Keep ``worker``, which finished its generator cleanly, for the next call."""
-        if self.busy is worker:
-            self.busy = None
+        self.forget(worker)
         if self._open and self._idle is None:
             self._idle = worker
+        elif worker.ahead:
+            worker.discard()  # busy with requests nobody will read
         else:
-            self.forget(worker)
             worker.close()
 
     def forget(self, worker: _Worker) -> None:
-        """``worker`` was stopped: what it was asked ahead is lost with it."""
+        """``worker`` is no longer read from (given back, or stopped)."""
         if self.busy is worker:
             self.busy = None
         if self._idle is worker:
             self._idle = None
-        if self._idle is None and self.busy is None:
-            self._ahead.clear()
 
     def close(self) -> None:
-        """End and reap the idle child (at once if it was reading ahead)."""
+        """End and reap the kept child (at once if it was reading ahead)."""
         self._open = False
         worker, self._idle = self._idle, None
-        ahead, self._ahead = self._ahead, []
         if worker is not None:
-            if ahead:
+            if worker.ahead:
                 worker.discard()
             else:
                 worker.close()
