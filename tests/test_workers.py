@@ -217,6 +217,17 @@ def test_workers_that_end_before_beginning_a_file_cost_a_failure_not_a_hang(
     assert multiprocessing.active_children() == []
 
 
+def _fork_workers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Start the workers with ``fork`` even when this process runs threads (the test
+    suite may), so that they read with the stand-in this test put in place of the
+    reader; a spawned worker imports the real one."""
+    import multiprocessing
+
+    from inbec_export.readers import parallel
+
+    monkeypatch.setattr(parallel, "_context", lambda: multiprocessing.get_context("fork"))
+
+
 @pytest.mark.corpus
 def test_a_pst_that_crashes_its_worker_gives_the_failure_of_one_worker(
     corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -233,6 +244,7 @@ def test_a_pst_that_crashes_its_worker_gives_the_failure_of_one_worker(
     for name in ("a-good.pst", "b-crash.pst", "c-good.pst", "d-good.pst"):
         (tmp_path / name).symlink_to(source)
     monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
+    _fork_workers(monkeypatch)
 
     single = list(iter_evidence([tmp_path]))
     parallel = list(iter_evidence([tmp_path], workers=2))
@@ -270,6 +282,7 @@ def test_a_pst_that_hangs_its_worker_is_stopped_as_with_one_worker(
     good.write_bytes(b"From: a@example.com\r\nSubject: after\r\n\r\nbody\r\n")
     monkeypatch.setattr(pst, "read_pst_items", pst_events_then_hang)
     monkeypatch.setenv("INBEC_PST_STALL_SECONDS", "1")
+    _fork_workers(monkeypatch)
 
     single = list(iter_evidence([tmp_path]))
     started = time.monotonic()
