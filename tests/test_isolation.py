@@ -437,3 +437,38 @@ def test_a_child_ignores_sigint(tmp_path: Path) -> None:
     assert next(stream) == -1  # still streaming
     stream.close()
     assert not _alive(child)
+
+
+def test_a_signal_before_the_child_is_set_up_ends_it_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """SIGTERM sent at once to a child that has not yet set up its handlers (slowed
+    here) waits for that set-up, then ends the child quietly, instead of running the
+    Python handler this process had when it started the child."""
+    from inbec_export.readers import isolation
+
+    real_quiet = isolation.quiet_child
+
+    def slow_quiet() -> None:
+        time.sleep(0.3)
+        real_quiet()
+
+    class ParentHandlerRan(Exception):
+        pass
+
+    def raising_handler(number: int, _frame: object) -> None:
+        raise ParentHandlerRan(number)
+
+    monkeypatch.setattr(isolation, "quiet_child", slow_quiet)
+    monkeypatch.setattr(isolation, "_context", lambda: multiprocessing.get_context("fork"))
+    previous = signal.signal(signal.SIGTERM, raising_handler)
+    try:
+        worker = isolation._Worker()
+        os.kill(worker.process.pid or 0, signal.SIGTERM)
+        worker.process.join(10)
+        exitcode = worker.process.exitcode
+        worker.discard()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert exitcode == -signal.SIGTERM
+    assert "Traceback" not in capfd.readouterr().err

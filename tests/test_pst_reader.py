@@ -330,6 +330,35 @@ def test_the_reader_child_begins_the_next_pst_while_the_caller_handles_the_curre
     assert not [e for e in rest if isinstance(e, ItemFailure)]
 
 
+@pytest.mark.corpus
+def test_after_a_crash_one_new_child_reads_every_later_pst(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child lost with a crash had the next file asked ahead: the new child is asked
+    for it first, and reads ahead again from there (not one child per file)."""
+    source = corpus_dir / "pst" / "edrm_enron_sample.pst"
+    names = ["a-good.pst", "b-crash.pst", "c-good.pst", "d-good.pst", "e-good.pst", "f-good.pst"]
+    for name in names:
+        (tmp_path / name).symlink_to(source)
+    monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
+    started: list[int] = []
+    real_init = isolation._Worker.__init__
+
+    def counting_init(worker: isolation._Worker) -> None:
+        real_init(worker)
+        started.append(worker.process.pid or 0)
+
+    monkeypatch.setattr(isolation._Worker, "__init__", counting_init)
+
+    events = list(iter_evidence([tmp_path]))
+
+    failed = [Path(e.evidence_path).name for e in events if isinstance(e, ItemFailure)]
+    assert failed == ["b-crash.pst"]
+    opened = [e for e in events if isinstance(e, FileOpened)]
+    assert len(opened) == 6
+    assert len(started) == 2
+
+
 def test_a_crash_in_the_shared_reader_child_costs_that_file_only(
     corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -144,8 +144,10 @@ def iter_evidence(
     with worker_session():
         entries = walk_inputs(inputs)
         current = _open_entry(next(entries, None))
-        _read_ahead(current)
         while current is not None:
+            # Asked again in case the child that had it was lost (a crash or a stall in
+            # the file before): then a new child gets this file first, then the next.
+            _read_ahead(current)
             upcoming = _open_entry(next(entries, None))
             _read_ahead(upcoming)
             if isinstance(current, _Opened):

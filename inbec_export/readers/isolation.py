@@ -242,7 +242,8 @@ class _Worker:
         self.process = context.Process(
             target=_serve, args=(requests_in, writer, (self._requests, reader)), daemon=True
         )
-        self.process.start()
+        with signals_held():
+            self.process.start()
         # The parent must drop its copies of the child's ends, or a dead child never
         # gives EOF.
         writer.close()
@@ -305,14 +306,17 @@ class WorkerSession:
         return None
 
     def read_ahead(self, request: _Request) -> bool:
-        """Send ``request`` to the child now, behind what it is asked already; the
-        :func:`iter_in_worker` call for it later reads what the child has sent by then.
-        False when it cannot be sent (then that call asks for it itself)."""
+        """Send ``request`` to the child now, behind what it is asked already (nothing
+        when it was asked already); the :func:`iter_in_worker` call for it later reads
+        what the child has sent by then. False when it cannot be sent (then that call
+        asks for it itself)."""
         if not self._open:
             return False
         worker = self.busy or self._idle
         if worker is None:
             worker = self._idle = _Worker()
+        if any(_same_request(asked, request) for asked in worker.ahead):
+            return True  # asked already
         if len(worker.ahead) >= MAX_AHEAD or not worker.submit(*request):
             return False
         worker.ahead.append(request)
@@ -578,6 +582,23 @@ def _run(fd: int, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], bat
     return True
 
 
+#: Signals a new child holds until :func:`quiet_child` has set what they do there.
+_HELD_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while a child process is started, which inherits the
+    mask: until the child's :func:`quiet_child` has run, either signal waits instead of
+    running the handler the child inherited from this process (a traceback on the
+    user's terminal). This process gets whatever came meanwhile when the block ends."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def quiet_child() -> None:
     """Set up a worker process so that stopping the run stops it cleanly.
 
@@ -590,6 +611,8 @@ def quiet_child() -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    # Started with both held (``signals_held``): one that came meanwhile acts now.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD_SIGNALS)
     if sys.platform.startswith("linux"):
         parent = os.getppid()
         try:

@@ -61,6 +61,7 @@ from inbec_export.readers.isolation import (
     quiet_child,
     reap,
     send_request,
+    signals_held,
 )
 
 logger = logging.getLogger(__name__)
@@ -109,7 +110,8 @@ class _Reader:
         self.process = context.Process(
             target=_serve_files, args=(requests_in, self._requests, finish)
         )
-        self.process.start()
+        with signals_held():
+            self.process.start()
         requests_in.close()
         #: How the worker ended, once it is reaped (its process object is then closed).
         self.ended: int | None = None
