@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import time
 from collections.abc import Iterator
 
 from inbec_export.model import EvidenceFile, ItemFailure, ReadEvent
+from inbec_export.readers.parallel import _serve_files
+
+#: The real body of a ``--workers`` worker, kept before a test puts a stand-in in its place.
+REAL_SERVE_FILES = _serve_files
 
 #: How long the hanging helpers sit silent, in seconds: far beyond any test's timeout.
 HANG_SECONDS = 60.0
@@ -92,3 +97,17 @@ def counted_large(path: str, count: int, size: int) -> Iterator[bytes]:
         yield bytes(size)
         with open(path, "w", encoding="ascii") as handle:
             handle.write(str(index + 1))
+
+
+def serve_files_first_worker_stops(*args: object) -> None:
+    """Body of a ``--workers`` worker whose first instance stops itself (SIGSTOP) before
+    reading anything; the others serve files as usual. The marker file named by
+    ``INBEC_TEST_STOP_MARKER`` decides which is first."""
+    try:
+        fd = os.open(os.environ["INBEC_TEST_STOP_MARKER"], os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        pass
+    else:
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGSTOP)
+    REAL_SERVE_FILES(*args)  # type: ignore[arg-type]

@@ -267,11 +267,15 @@ def test_a_bad_stall_timeout_in_the_environment_keeps_the_default(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, value: str
 ) -> None:
     monkeypatch.setenv(pst.STALL_SECONDS_ENV, value)
+    pst._stall_seconds_from.cache_clear()
 
     with caplog.at_level(logging.WARNING, logger=pst.__name__):
         assert pst.PstReader().stall_seconds == STALL_SECONDS
+        # Said once per run, not once per PST file.
+        assert pst.PstReader().stall_seconds == STALL_SECONDS
 
-    assert f"INBEC_PST_STALL_SECONDS={value!r} is not a positive number of seconds" in caplog.text
+    warning = f"INBEC_PST_STALL_SECONDS={value!r} is not a positive number of seconds"
+    assert caplog.text.count(warning) == 1
 
 
 def test_a_session_reuses_one_child_and_ends_it_promptly() -> None:
@@ -472,3 +476,17 @@ def test_a_signal_before_the_child_is_set_up_ends_it_without_a_traceback(
         signal.signal(signal.SIGTERM, previous)
     assert exitcode == -signal.SIGTERM
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_stopped_child_is_ended_at_once_not_after_the_join_timeout() -> None:
+    from inbec_export.readers import isolation
+
+    worker = isolation._Worker()
+    pid = worker.process.pid or 0
+    assert worker.submit(own_pid, (1,), 1)
+    assert worker.frames.next(10) is not None  # the child runs
+    os.kill(pid, signal.SIGSTOP)
+    started = time.monotonic()
+    worker.discard()
+    assert time.monotonic() - started < isolation.JOIN_TIMEOUT_SECONDS / 2
+    assert not _alive(pid)

@@ -105,14 +105,15 @@ def test_events_in_input_order_with_failures(tmp_path: Path) -> None:
         "FileOpened",
         "MessageRecord",
         "ItemFailure",
-        "FileSkipped",
+        "ItemFailure",
         "FileOpened",
         "MessageRecord",
     ]
     subjects = [e.subject for e in parallel if isinstance(e, MessageRecord)]
     assert subjects == ["one", "two"]
     reasons = [e.reason for e in parallel if isinstance(e, ItemFailure)]
-    assert reasons == ["empty file"]
+    # A file gone between the listing and the reading is a failure, not a skip.
+    assert reasons == ["empty file", "cannot open: no longer there"]
 
 
 @pytest.mark.parametrize(
@@ -358,3 +359,73 @@ def test_the_disk_space_of_what_was_handed_on_is_given_back_while_a_file_is_read
     assert size > 4 * release
     assert allocated < size - 2 * release
     assert list(spool_root.iterdir()) == []
+
+
+def test_a_stopped_worker_does_not_hold_the_run_and_its_file_is_read_by_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker that stops before beginning its file (a stopped process, a native
+    loop) is stopped after the stall time; the file goes to another worker and the
+    events are those of one worker."""
+    import multiprocessing
+    import time
+
+    from isolation_helpers import serve_files_first_worker_stops
+
+    from inbec_export.readers import parallel
+
+    inputs = []
+    for index in range(6):
+        path = tmp_path / "evidence" / f"{index}.eml"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(
+            f"From: a{index}@example.com\r\nSubject: s{index}\r\n\r\nbody\r\n".encode()
+        )
+        inputs.append(path)
+    single = list(iter_evidence(inputs))
+    monkeypatch.setenv("INBEC_PST_STALL_SECONDS", "1")
+    monkeypatch.setenv("INBEC_TEST_STOP_MARKER", str(tmp_path / "stopped"))
+    monkeypatch.setattr(parallel, "STARTUP_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(parallel, "_serve_files", serve_files_first_worker_stops)
+    _fork_workers(monkeypatch)
+
+    started = time.monotonic()
+    parallel_events = list(iter_evidence(inputs, workers=2))
+    took = time.monotonic() - started
+
+    assert (tmp_path / "stopped").exists()
+    assert parallel_events == single
+    assert took < 15
+    assert multiprocessing.active_children() == []
+
+
+def test_a_worker_hashing_a_large_file_for_longer_than_the_stall_time_is_not_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashing comes before the first event; the worker shows it is at work meanwhile."""
+    import time
+
+    import inbec_export.readers as readers
+    from inbec_export.readers import parallel
+
+    real_hash = readers.hash_file
+
+    def slow_hash(path: Path, progress: object = None) -> tuple[int, str]:
+        for _ in range(15):  # 3 s, three times the stall time
+            time.sleep(0.2)
+            if callable(progress):
+                progress()
+        return real_hash(path)
+
+    path = tmp_path / "a.eml"
+    path.write_bytes(b"From: a@example.com\r\nSubject: slow\r\n\r\nbody\r\n")
+    monkeypatch.setenv("INBEC_PST_STALL_SECONDS", "1")
+    monkeypatch.setattr(parallel, "STARTUP_GRACE_SECONDS", 0.0)
+    monkeypatch.setattr(parallel, "PULSE_SECONDS", 0.2)
+    monkeypatch.setattr(readers, "hash_file", slow_hash)
+    _fork_workers(monkeypatch)
+
+    events = list(iter_evidence([path], workers=2))
+
+    assert [e.subject for e in events if isinstance(e, MessageRecord)] == ["slow"]
+    assert not [e for e in events if isinstance(e, ItemFailure)]

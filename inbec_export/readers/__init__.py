@@ -190,11 +190,15 @@ def _read_ahead(opened: _Opened | ItemFailure | FileSkipped | None) -> None:
 
 
 def _read_file(
-    path: Path, finish: Callable[[MessageRecord], object], in_worker: bool = False
+    path: Path,
+    finish: Callable[[MessageRecord], object],
+    in_worker: bool = False,
+    progress: Callable[[], None] | None = None,
 ) -> Iterator[object]:
     """The events of one evidence file, each record replaced by ``finish(record)``;
-    ``in_worker``: this process is a ``--workers`` worker (see :meth:`Reader.in_worker`)."""
-    opened = _open_file(path)
+    ``in_worker``: this process is a ``--workers`` worker (see :meth:`Reader.in_worker`);
+    ``progress`` is called while the file is hashed."""
+    opened = _open_file(path, progress)
     if isinstance(opened, _Opened):
         if in_worker:
             opened = _Opened(opened.evidence, opened.reader.in_worker())
@@ -203,13 +207,19 @@ def _read_file(
         yield opened
 
 
-def _open_file(path: Path) -> _Opened | ItemFailure | FileSkipped:
+def _open_file(
+    path: Path, progress: Callable[[], None] | None = None
+) -> _Opened | ItemFailure | FileSkipped:
     """Recognise and hash ``path``; the failure or skip when it is not evidence to read."""
     name = str(path)
     evidence_name = path.name.lower().endswith(EVIDENCE_SUFFIXES)
     try:
         if path.is_symlink() and not path.exists():
             return ItemFailure(name, None, "broken symbolic link")
+        if not path.exists():
+            # Listed a moment ago (the command line refuses missing inputs): evidence
+            # that went away is a failure worth a line, not a skipped file.
+            return ItemFailure(name, None, "cannot open: no longer there")
         if not path.is_file():
             return FileSkipped(name, "not a regular file")
         size = path.stat().st_size
@@ -227,7 +237,7 @@ def _open_file(path: Path) -> _Opened | ItemFailure | FileSkipped:
             )
         return FileSkipped(name, "not a PST/OST, MSG, EML or mbox file")
     try:
-        size, sha256 = hash_file(path)
+        size, sha256 = hash_file(path, progress)
     except OSError as exc:
         return ItemFailure(name, None, f"cannot read: {exc.strerror or exc}")
     evidence = EvidenceFile(path=name, format=format_name, size=size, sha256=sha256)

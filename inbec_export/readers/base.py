@@ -116,14 +116,17 @@ def sniff_format(path: Path) -> EvidenceFormat | None:
     return None
 
 
-def hash_file(path: Path) -> tuple[int, str]:
-    """Return the size and SHA-256 of ``path``, read in chunks (evidence is opened read-only)."""
+def hash_file(path: Path, progress: Callable[[], None] | None = None) -> tuple[int, str]:
+    """Return the size and SHA-256 of ``path``, read in chunks (evidence is opened
+    read-only); ``progress`` is called after each chunk (a large file takes minutes)."""
     digest = hashlib.sha256()
     size = 0
     with path.open("rb") as handle:
         while chunk := handle.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
             size += len(chunk)
+            if progress is not None:
+                progress()
     return size, digest.hexdigest()
 
 

@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.context import DefaultContext, ForkContext, SpawnContext
@@ -504,6 +504,10 @@ def reap(process: multiprocessing.process.BaseProcess) -> int | None:
     return its exit status (negative: the signal that ended it)."""
     if process.is_alive():
         process.terminate()
+        if process.pid is not None:
+            # A stopped process acts on SIGTERM only once it runs again.
+            with suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGCONT)
         process.join(JOIN_TIMEOUT_SECONDS)
     if process.is_alive():
         logger.warning("worker %s ignored SIGTERM; killing it", process.pid)

@@ -96,6 +96,10 @@ _FALLOC_FL_PUNCH_HOLE = 0x02
 _LENGTH = struct.Struct(">Q")
 _EVENT = 0
 _DONE = 1
+_PULSE = 2  # still at work (hashing a large file): no event, but progress
+
+#: Least time between two pulses a worker writes while it hashes a file, in seconds.
+PULSE_SECONDS = 1.0
 
 
 class _Reader:
@@ -289,7 +293,15 @@ def _spool_file(path: str, spool: str, finish: Callable[[MessageRecord], object]
     from inbec_export.readers import _read_file
 
     with open(spool, "wb") as handle:
-        for event in _read_file(Path(path), finish, in_worker=True):
+        last = time.monotonic()
+
+        def pulse() -> None:
+            nonlocal last
+            if time.monotonic() - last >= PULSE_SECONDS:
+                _write(handle, (_PULSE, None))
+                last = time.monotonic()
+
+        for event in _read_file(Path(path), finish, in_worker=True, progress=pulse):
             _write(handle, (_EVENT, event))
         _write(handle, (_DONE, None))
 
@@ -304,13 +316,19 @@ def _write(handle: IO[bytes], frame: tuple[int, Any]) -> None:
 class _Progress:
     """What the caller knows of the file a worker is reading: which reader reads it
     (from its :class:`~inbec_export.readers.FileOpened`), how many of its events came,
-    and when the last one did."""
+    and when the worker last showed progress."""
 
     def __init__(self) -> None:
         self.worker_name: str | None = None
-        self.stall_seconds: float | None = None
+        self.format_name: str | None = None
+        #: Every worker is watched with the PST reader's stall time: a worker that
+        #: stops (native loop, stopped process) must not hold the run forever.
+        self.stall_seconds: float = _stall_seconds()
         self.items = 0
         self.opened = False
+        self.last = time.monotonic()
+
+    def pulse(self) -> None:
         self.last = time.monotonic()
 
     def saw(self, event: object) -> None:
@@ -320,18 +338,23 @@ class _Progress:
         self.last = time.monotonic()
         if not self.opened and isinstance(event, FileOpened):
             self.opened = True
+            self.format_name = event.evidence.format
             reader = reader_for(event.evidence.format)()
             self.worker_name = reader.worker_name
-            self.stall_seconds = reader.stall_seconds_in_worker()
+            self.stall_seconds = reader.stall_seconds_in_worker() or self.stall_seconds
         elif self.opened:
             self.items += 1
 
     def stalled(self) -> bool:
-        """True when the reader has sent nothing for longer than it may."""
-        if self.stall_seconds is None:
-            return False
+        """True when the worker has shown no progress for longer than it may."""
         allowed = self.stall_seconds + (STARTUP_GRACE_SECONDS if self.items == 0 else 0.0)
         return time.monotonic() - self.last > allowed
+
+    def name(self) -> str:
+        """Who read the file, for the failure line."""
+        if self.worker_name is not None:
+            return self.worker_name
+        return f"{self.format_name} reader" if self.format_name else "reader worker"
 
     def failure(self, path: Path, exitcode: int | None) -> ItemFailure:
         """The failure of a file whose worker ended before its end."""
@@ -347,6 +370,12 @@ class _Progress:
         )
 
 
+def _stall_seconds() -> float:
+    from inbec_export.readers.pst import _env_stall_seconds
+
+    return _env_stall_seconds()
+
+
 def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
     """Yield the events of ``job`` as its worker spools them; return True when the file
     was handed on to its end (False: its worker died or hung, and a failure says so)."""
@@ -356,7 +385,14 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
     # The worker creates the spool file when it begins the file; until then there is
     # nothing to read. A worker that died before beginning it leaves it to another.
     given = 1
+    # The worker has handed on every file it had before this one, so it begins this one
+    # at once; one that does not within the stall time is stopped as hung.
+    waiting = _Progress()
     while not job.spool.exists():
+        if job.reader.alive() and waiting.stalled():
+            logger.warning("%s: reader worker does not begin the file; stopped", job.path)
+            job.reader.kill()
+            waiting = _Progress()
         if not job.reader.alive() and not job.spool.exists():
             exitcode = job.reader.exitcode()
             pool.drop(job.reader)
@@ -390,6 +426,9 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
                 if kind == _DONE:
                     done = True
                     break
+                if kind == _PULSE:
+                    progress.pulse()
+                    continue
                 progress.saw(payload)
                 yield payload
             if done or chunk:
@@ -413,7 +452,7 @@ def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:
         logger.warning("%s: reader worker stalled for %s s; stopped", job.path, seconds)
         pool.drop(job.reader)
         failure = WorkerFailure(progress.items, stalled_seconds=seconds)
-        yield ItemFailure(str(job.path), None, failure.describe(progress.worker_name or "reader"))
+        yield ItemFailure(str(job.path), None, failure.describe(progress.name()))
         return False
     if job.reader.alive():  # the worker is gone or going: wait for its status
         job.reader.process.join(JOIN_TIMEOUT_SECONDS)

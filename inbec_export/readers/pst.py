@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import hashlib
 import itertools
 import logging
@@ -323,7 +324,12 @@ class PstReader(Reader):
 
 def _env_stall_seconds() -> float:
     """The stall timeout from ``INBEC_PST_STALL_SECONDS``, or the default."""
-    text = os.environ.get(STALL_SECONDS_ENV, "").strip()
+    return _stall_seconds_from(os.environ.get(STALL_SECONDS_ENV, "").strip())
+
+
+@functools.lru_cache(maxsize=8)
+def _stall_seconds_from(text: str) -> float:
+    """The stall timeout that ``text`` gives (a bad value is warned about once)."""
     if not text:
         return STALL_SECONDS
     try:
