@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import time
 from collections import Counter
@@ -98,6 +99,26 @@ def test_the_child_sends_items_undecoded_and_they_complete_to_the_records(
     assert completed == list(pst.read_pst(_evidence(path)))
     assert len(records) == len(items)
     assert sum(1 for record in records if record.subject) > len(records) // 2
+
+
+def test_a_pst_whose_name_is_not_utf8_is_read(corpus_dir: Path, tmp_path: Path) -> None:
+    """libpff takes file names as UTF-8: a name in another encoding (here Latin-1, as
+    copied from an old Windows share) is opened by the reader and handed over."""
+    source = corpus_dir / "pst" / "pst2john_2003_no-encryption_quickquick.pst"
+    odd = os.path.join(os.fsencode(tmp_path), b"caf\xe9.pst")
+    os.symlink(os.fsencode(source), odd)
+    path = Path(os.fsdecode(odd))
+
+    events = list(PstReader().read(_evidence(path)))
+    expected = list(PstReader().read(_evidence(source)))
+
+    assert not [e for e in events if isinstance(e, ItemFailure)]
+    records = [e for e in events if isinstance(e, MessageRecord)]
+    assert len(records) == 20
+    assert [r.item_id for r in records] == [
+        e.item_id for e in expected if isinstance(e, MessageRecord)
+    ]
+    assert {r.evidence_path for r in records} == {str(path)}
 
 
 def test_item_ids_are_stable_across_reads(corpus_dir: Path) -> None:

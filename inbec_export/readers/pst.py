@@ -54,7 +54,7 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar
+from typing import IO, Any, ClassVar
 
 from inbec_export.model import (
     BODY_CAP_CHARS,
@@ -366,9 +366,17 @@ def read_pst_items(evidence: EvidenceFile) -> Iterator[PstItem | ReadEvent]:
     import pypff  # imported here so that a missing binding fails one file, not the import
 
     store = pypff.file()
+    handle: IO[bytes] | None = None
     try:
-        store.open(evidence.path, "r")  # read-only: evidence is never written
+        if _utf8_name(evidence.path):
+            store.open(evidence.path, "r")  # read-only: evidence is never written
+        else:
+            # libpff takes names as UTF-8; a name in another encoding is opened here.
+            handle = open(evidence.path, "rb")  # noqa: SIM115 (closed below)
+            store.open_file_object(handle, "r")
     except Exception as exc:
+        if handle is not None:
+            handle.close()
         reason = f"cannot open as PST/OST: {describe(exc)}"
         yield ItemFailure(evidence.path, None, reason)
         return
@@ -380,6 +388,16 @@ def read_pst_items(evidence: EvidenceFile) -> Iterator[PstItem | ReadEvent]:
             store.close()
         except Exception as exc:
             logger.debug("%s: close failed: %s", evidence.path, exc)
+        if handle is not None:
+            handle.close()
+
+
+def _utf8_name(path: str) -> bool:
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:  # bytes of another encoding, kept as surrogates
+        return False
+    return True
 
 
 @dataclass(slots=True)
