@@ -690,7 +690,18 @@ class Interrupted(BaseException):
         self.signum = signum
 
 
+#: The signal that began stopping the run, once one came.
+_STOPPING: list[int] = []
+
+
 def _interrupt(signum: int, _frame: object) -> None:
+    if _STOPPING:
+        # Again while the first one's clean-up runs: stop now. The case folder keeps
+        # saying it is not complete; the reader processes end with this one.
+        name = signal.Signals(signum).name
+        os.write(2, f"{name} again: stopped at once; the case folder is not complete\n".encode())
+        os._exit(128 + signum)
+    _STOPPING.append(signum)
     raise Interrupted(signum)
 
 
@@ -710,6 +721,7 @@ _register_subcommands()
 
 def main() -> None:
     """Console script entry point; Ctrl-C and SIGTERM leave the case marked incomplete."""
+    _STOPPING.clear()
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -717,4 +729,7 @@ def main() -> None:
     except Interrupted as stop:
         name = signal.Signals(stop.signum).name
         err_console.print(f"{name}: stopped; the case folder is marked incomplete")
+        # Stopped already: another signal while the interpreter ends changes nothing.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         sys.exit(128 + stop.signum)

@@ -238,6 +238,29 @@ def test_a_signal_leaves_the_case_incomplete_and_a_rerun_completes(
         assert (out / name).read_bytes() == (clean / name).read_bytes(), name
 
 
+def test_a_second_ctrl_c_during_the_clean_up_stops_at_once_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    evidence = tmp_path / "big.mbox"
+    _mbox(evidence, 20_000)
+    out = tmp_path / "case"
+    command = [sys.executable, "-m", "inbec_export", "analyze", str(evidence), "-q", "-o", str(out)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "messages.ndjson.partial").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGINT)
+    time.sleep(0.005)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal.SIGINT
+    assert "Traceback" not in stderr
+    # Either the first signal's clean-up ended the run, or the second one did.
+    assert "SIGINT: stopped" in stderr or "SIGINT again: stopped at once" in stderr
+    assert _summary(out)["status"] != "complete"
+
+
 def test_strict_json_replaces_lone_surrogates_only() -> None:
     assert strict_json('{"a":"plain"}') == '{"a":"plain"}'
     assert strict_json('{"a":"Grüße, 東京"}') == '{"a":"Grüße, 東京"}'
