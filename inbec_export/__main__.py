@@ -1,5 +1,5 @@
 """``python -m inbec_export``: the same as the ``inbec`` command."""
 
-from inbec_export.cli import main
+from inbec_export.entry import main
 
 main()

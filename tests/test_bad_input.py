@@ -268,3 +268,23 @@ def test_strict_json_replaces_lone_surrogates_only() -> None:
     assert strict_json('{"path":"inv\udcffoice.eml"}') == '{"path":"inv\\\\xffoice.eml"}'
     # A lone surrogate of any other kind keeps its code point, written out.
     assert strict_json('{"s":"x\ud83dy é"}') == '{"s":"x\\\\ud83dy é"}'
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_command_loads_stops_it_in_one_line(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    evidence = tmp_path / "one.eml"
+    evidence.write_bytes(b"From: a@example.com\r\nSubject: s\r\n\r\nbody\r\n")
+    out = tmp_path / "case"
+    command = [sys.executable, "-m", "inbec_export", "analyze", str(evidence), "-o", str(out)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    time.sleep(0.15)  # the interpreter is up; the command line is still being imported
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert "Traceback" not in stderr
+    assert process.returncode == 128 + signum
+    assert stderr.strip() in (
+        f"{signum.name}: stopped before the run began; nothing was written",
+        f"{signum.name}: stopped; the case folder is marked incomplete",
+    )
