@@ -6,7 +6,7 @@ import ctypes
 from collections.abc import Iterator
 from pathlib import Path
 
-from inbec_export.model import EvidenceFile, NonMailItem, ReadEvent
+from inbec_export.model import EvidenceFile, ItemFailure, NonMailItem, ReadEvent
 from inbec_export.readers import pst
 
 
@@ -19,6 +19,16 @@ def two_items_then_segfault(evidence: EvidenceFile) -> Iterator[ReadEvent]:
 
 #: The real reader, kept before a test puts a stand-in in its place.
 REAL_READ_PST_ITEMS = pst.read_pst_items
+
+
+def crash_failure(path: Path) -> ItemFailure:
+    """The failure the reader reports for ``path`` when it crashes as
+    :func:`two_items_then_segfault` makes it."""
+    return ItemFailure(
+        str(path),
+        None,
+        "PST reader crashed (signal 11, SIGSEGV) after 2 items; the rest of the file was not read",
+    )
 
 
 def crash_on_names_with_crash(evidence: EvidenceFile) -> Iterator[ReadEvent]:

@@ -204,19 +204,26 @@ CASE_FILES = (
 )
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_leaves_the_case_incomplete_and_a_rerun_completes(
-    tmp_path: Path, signum: signal.Signals
-) -> None:
+def _start_large_run(tmp_path: Path, out: Path) -> tuple[list[str], subprocess.Popen[str]]:
+    """Start ``inbec analyze`` on a 20,000-message mbox into ``out``; return its command
+    and process once it is writing messages."""
     evidence = tmp_path / "big.mbox"
     _mbox(evidence, 20_000)
-    out = tmp_path / "case"
     command = [sys.executable, "-m", "inbec_export", "analyze", str(evidence), "-q", "-o", str(out)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not (out / "messages.ndjson.partial").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
+    return command, process
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_leaves_the_case_incomplete_and_a_rerun_completes(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    out = tmp_path / "case"
+    command, process = _start_large_run(tmp_path, out)
     process.send_signal(signum)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 128 + signum
@@ -241,15 +248,8 @@ def test_a_signal_leaves_the_case_incomplete_and_a_rerun_completes(
 def test_a_second_ctrl_c_during_the_clean_up_stops_at_once_without_a_traceback(
     tmp_path: Path,
 ) -> None:
-    evidence = tmp_path / "big.mbox"
-    _mbox(evidence, 20_000)
     out = tmp_path / "case"
-    command = [sys.executable, "-m", "inbec_export", "analyze", str(evidence), "-q", "-o", str(out)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not (out / "messages.ndjson.partial").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.3)
+    _, process = _start_large_run(tmp_path, out)
     process.send_signal(signal.SIGINT)
     time.sleep(0.005)
     process.send_signal(signal.SIGINT)

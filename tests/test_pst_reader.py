@@ -11,7 +11,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from pst_helpers import crash_on_names_with_crash, marked_items, two_items_then_segfault
+from pst_helpers import (
+    crash_failure,
+    crash_on_names_with_crash,
+    marked_items,
+    two_items_then_segfault,
+)
 
 from inbec_export.model import (
     Address,
@@ -403,14 +408,7 @@ def test_a_crash_in_the_shared_reader_child_costs_that_file_only(
     }
     assert len(alone) > 10
     failures = [e for e in events if isinstance(e, ItemFailure)]
-    assert failures == [
-        ItemFailure(
-            str(tmp_path / "b-crash.pst"),
-            None,
-            "PST reader crashed (signal 11, SIGSEGV) after 2 items; "
-            "the rest of the file was not read",
-        )
-    ]
+    assert failures == [crash_failure(tmp_path / "b-crash.pst")]
 
 
 @pytest.mark.parametrize(

@@ -237,7 +237,7 @@ def test_a_pst_that_crashes_its_worker_gives_the_failure_of_one_worker(
     failure reads as with one worker, and the other files arrive whole."""
     import multiprocessing
 
-    from pst_helpers import crash_on_names_with_crash
+    from pst_helpers import crash_failure, crash_on_names_with_crash
 
     from inbec_export.readers import pst
 
@@ -252,14 +252,7 @@ def test_a_pst_that_crashes_its_worker_gives_the_failure_of_one_worker(
 
     assert parallel == single
     failures = [e for e in parallel if isinstance(e, ItemFailure)]
-    assert failures == [
-        ItemFailure(
-            str(tmp_path / "b-crash.pst"),
-            None,
-            "PST reader crashed (signal 11, SIGSEGV) after 2 items; "
-            "the rest of the file was not read",
-        )
-    ]
+    assert failures == [crash_failure(tmp_path / "b-crash.pst")]
     records = [e for e in parallel if isinstance(e, MessageRecord)]
     assert len(records) == 3 * 20
     assert multiprocessing.active_children() == []

@@ -19,6 +19,7 @@ from inbec_export.readers import eml, mbox, msg, pst  # noqa: F401  (registratio
 from inbec_export.readers.base import (
     Reader,
     describe,
+    finish_records,
     hash_file,
     reader_for,
     readers,
@@ -249,7 +250,7 @@ def _read_opened(opened: _Opened, finish: Callable[[MessageRecord], object]) -> 
     evidence = opened.evidence
     yield FileOpened(evidence)
     try:
-        yield from opened.reader.read_finished(evidence, finish)
+        yield from finish_records(opened.reader.read(evidence), finish)
     except Exception as exc:
         yield ItemFailure(evidence.path, None, f"reading stopped: {describe(exc)}")
 

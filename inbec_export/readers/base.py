@@ -44,31 +44,16 @@ class Reader(ABC):
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
         """Yield the records, failures and non-mail items of ``evidence``."""
 
-    def read_finished(
-        self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object]
-    ) -> Iterator[object]:
-        """The events of :meth:`read`, each record replaced by ``finish(record)``.
-
-        A reader that reads in another process overrides this to call ``finish`` there,
-        so that the per-message work runs beside the reading.
-        """
-        return finish_records(self.read(evidence), finish)
-
     def in_worker(self) -> Reader:
         """The reader to use in a process that reads evidence for another (a
         ``--workers`` worker): that process is already the isolation a reader with a
         :attr:`worker_name` needs, so such a reader reads in it directly."""
         return self
 
-    def stall_seconds_in_worker(self) -> float | None:
-        """Seconds without progress after which that process is taken as hung and
-        stopped (None: never)."""
-        return None
-
     def read_ahead(self, evidence: EvidenceFile) -> None:
         """Let a reader that reads in another process start on ``evidence`` now, while
-        the caller still handles the files before it; :meth:`read_finished` of the same
-        file later takes what was read. Nothing by default.
+        the caller still handles the files before it; :meth:`read` of the same file
+        later takes what was read. Nothing by default.
         """
         return None
 

@@ -339,9 +339,7 @@ class _Progress:
         if not self.opened and isinstance(event, FileOpened):
             self.opened = True
             self.format_name = event.evidence.format
-            reader = reader_for(event.evidence.format)()
-            self.worker_name = reader.worker_name
-            self.stall_seconds = reader.stall_seconds_in_worker() or self.stall_seconds
+            self.worker_name = reader_for(event.evidence.format).worker_name
         elif self.opened:
             self.items += 1
 
@@ -371,9 +369,9 @@ class _Progress:
 
 
 def _stall_seconds() -> float:
-    from inbec_export.readers.pst import _env_stall_seconds
+    from inbec_export.readers.pst import stall_seconds_from_env
 
-    return _env_stall_seconds()
+    return stall_seconds_from_env()
 
 
 def _drain(job: _Job, pool: _Pool) -> Generator[Any, None, bool]:

@@ -51,7 +51,7 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar
@@ -67,7 +67,7 @@ from inbec_export.model import (
     ReadEvent,
 )
 from inbec_export.readers import headers as h
-from inbec_export.readers.base import Reader, describe, finish_records, register
+from inbec_export.readers.base import Reader, describe, register
 from inbec_export.readers.isolation import (
     STALL_SECONDS,
     WorkerFailure,
@@ -271,39 +271,26 @@ class PstReader(Reader):
                 None takes ``INBEC_PST_STALL_SECONDS``, else ``STALL_SECONDS``.
         """
         self.isolated = isolated
-        self.stall_seconds = stall_seconds if stall_seconds is not None else _env_stall_seconds()
+        self.stall_seconds = (
+            stall_seconds if stall_seconds is not None else stall_seconds_from_env()
+        )
 
     @classmethod
     def sniff(cls, head: bytes) -> bool:
         return head.startswith(b"!BDN")
 
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
-        # Without ``finish`` the events are the reader's own.
-        yield from self._events(evidence, None)  # type: ignore[misc]
-
-    def read_finished(
-        self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object]
-    ) -> Iterator[object]:
-        # ``finish`` runs in this process, on each record as it is decoded.
-        return self._events(evidence, finish)
-
-    def _events(
-        self, evidence: EvidenceFile, finish: Callable[[MessageRecord], object] | None
-    ) -> Iterator[object]:
         if not self.isolated:
-            yield from finish_records(read_pst(evidence), finish)
+            yield from read_pst(evidence)
             return
         # ``read_pst_items`` is looked up here and handed to the child, so that a child
         # started with ``spawn`` runs the same function as this process would. The child
         # reads libpff; this process decodes what it sends (``complete_items``).
         events = iter_in_worker(read_pst_items, evidence, stall_seconds=self.stall_seconds)
-        yield from finish_records(complete_items(self._failures(evidence, events)), finish)
+        yield from complete_items(self._failures(evidence, events))
 
     def in_worker(self) -> PstReader:
         return PstReader(isolated=False, stall_seconds=self.stall_seconds)
-
-    def stall_seconds_in_worker(self) -> float | None:
-        return self.stall_seconds
 
     def read_ahead(self, evidence: EvidenceFile) -> None:
         # The shared child reads this file as soon as it is done with the one before.
@@ -322,7 +309,7 @@ class PstReader(Reader):
                 yield event
 
 
-def _env_stall_seconds() -> float:
+def stall_seconds_from_env() -> float:
     """The stall timeout from ``INBEC_PST_STALL_SECONDS``, or the default."""
     return _stall_seconds_from(os.environ.get(STALL_SECONDS_ENV, "").strip())
 
