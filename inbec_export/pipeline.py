@@ -24,7 +24,7 @@ from inbec_export.model import Finding, ItemFailure, MessageRecord, NonMailItem
 from inbec_export.prepare import MessagePreparer, PreparedMessage, map_message
 from inbec_export.readers import FileOpened, FileSkipped, iter_evidence
 from inbec_export.sinks.case_folder import CaseFolder
-from inbec_export.sinks.report import write_report
+from inbec_export.sinks.report import TimelineCounts, hour_of, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class RunStats:
                 self.key_findings = _ordered(self.key_findings)[:SUMMARY_KEY_FINDINGS]
 
     subject_matches: int = 0
+    #: The messages written, per UTC hour of their ``@timestamp``, for the report.
+    message_hours: TimelineCounts = field(default_factory=TimelineCounts)
     #: What the enrichment sources found and could not look up (None: no enrichment).
     enrichment: dict[str, Any] | None = None
 
@@ -156,7 +158,7 @@ def analyze(
             enricher.close()
     summary = build_summary(case, stats)
     folder.close(summary, write_subject_matches=case.subject_pattern is not None)
-    write_report(out_dir)
+    write_report(out_dir, stats.message_hours)
     return summary
 
 
@@ -200,6 +202,7 @@ def _handle_message(
     folder.write_message_json(record.doc_id, prepared.document)
     folder.write_event_lines(prepared.events)
     stats.messages_written += 1
+    stats.message_hours.count_message(hour_of(record.timestamp))
     if enricher is not None:
         enricher.observe(record, prepared.rule_ids)
     for finding in prepared.findings:

@@ -27,6 +27,7 @@ from isolation_helpers import (
 from inbec_export.model import EvidenceFile, ItemFailure
 from inbec_export.readers import pst
 from inbec_export.readers.isolation import (
+    MAX_AHEAD,
     PIPE_BYTES,
     STALL_SECONDS,
     WorkerFailure,
@@ -307,8 +308,10 @@ def test_a_child_asked_ahead_reads_the_next_request_before_the_caller_gets_to_it
     with worker_session():
         assert read_ahead(counted_large, str(first_count), 3, 1024)
         assert read_ahead(counted_large, str(second_count), 2, 1024)
-        # Two requests ahead at most: a third is left to its own call.
-        assert not read_ahead(own_pid, 1)
+        for count in range(1, MAX_AHEAD - 1):
+            assert read_ahead(own_pid, count)
+        # MAX_AHEAD requests ahead at most: one more is left to its own call.
+        assert not read_ahead(own_pid, MAX_AHEAD)
         deadline = time.monotonic() + 10
         while not second_count.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
@@ -317,10 +320,13 @@ def test_a_child_asked_ahead_reads_the_next_request_before_the_caller_gets_to_it
         assert second_count.exists()
         first = list(iter_in_worker(counted_large, str(first_count), 3, 1024))
         second = list(iter_in_worker(counted_large, str(second_count), 2, 1024))
-        pids = list(iter_in_worker(own_pid, 2))
+        pids = [pid for count in range(1, MAX_AHEAD - 1) for pid in iter_in_worker(own_pid, count)]
+        last = list(iter_in_worker(own_pid, MAX_AHEAD))
     assert first == [bytes(1024)] * 3
     assert second == [bytes(1024)] * 2
-    assert len(set(pids)) == 1 and not _alive(pids[0])
+    assert MAX_AHEAD == 64
+    assert len(pids) == sum(range(1, MAX_AHEAD - 1))
+    assert set(pids) == set(last) and len(set(pids)) == 1 and not _alive(pids[0])
 
 
 def test_a_call_for_another_request_than_the_one_asked_ahead_gets_its_own_items() -> None:

@@ -7,6 +7,7 @@ import os
 import pickle
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from pst_helpers import (
     two_items_then_segfault,
 )
 
+from inbec_export import readers
 from inbec_export.model import (
     Address,
     Attachment,
@@ -331,29 +333,73 @@ def test_worker_crash_keeps_items_and_reports_the_file(
     ]
 
 
-def test_the_reader_child_begins_the_next_pst_while_the_caller_handles_the_current(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _marked_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: list[str]
+) -> tuple[Iterator[object], Path]:
+    """PSTs of 100 bytes each, read by ``marked_items``: the walk's events, after the
+    first file was opened and before anything of it is handed on, and the marks."""
     evidence = tmp_path / "evidence"
     evidence.mkdir()
-    for name in ("a.pst", "b.pst", "c.pst"):
-        (evidence / name).write_bytes(b"!BDN" + name.encode())
+    for name in names:
+        (evidence / name).write_bytes(b"!BDN" + bytes(96))
     monkeypatch.setattr(pst, "read_pst_items", marked_items)
-    marks = tmp_path / "marks"
-
     events = iter_evidence([evidence])
     opened = next(events)
-    assert isinstance(opened, FileOpened) and opened.evidence.path == str(evidence / "a.pst")
-    # Nothing of a.pst handed on yet, and the child has begun b.pst already.
-    deadline = time.monotonic() + 10
-    while not (marks / "b.pst").exists() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert sorted(path.name for path in marks.iterdir()) == ["a.pst", "b.pst"]
-    rest = list(events)
+    assert isinstance(opened, FileOpened) and opened.evidence.path == str(evidence / names[0])
+    return events, tmp_path / "marks"
 
+
+def _begun(marks: Path, last: str) -> list[str]:
+    deadline = time.monotonic() + 10
+    while not (marks / last).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)  # time to begin one more, were it asked
+    return sorted(path.name for path in marks.iterdir())
+
+
+def _items_in_order(events: Iterator[object], names: list[str]) -> None:
+    rest = list(events)
     items = [(Path(e.evidence_path).name, e.item) for e in rest if isinstance(e, NonMailItem)]
-    assert items == [(name, f"node {i}") for name in ("a.pst", "b.pst", "c.pst") for i in range(3)]
+    assert items == [(name, f"node {i}") for name in names for i in range(3)]
     assert not [e for e in rest if isinstance(e, ItemFailure)]
+
+
+def test_the_reader_child_reads_the_small_psts_ahead_while_the_caller_handles_the_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names = [f"{letter}.pst" for letter in "abcdefgh"]
+    events, marks = _marked_walk(tmp_path, monkeypatch, names)
+    # Nothing of a.pst handed on yet, and the child has begun every file after it.
+    assert _begun(marks, "h.pst") == names
+    _items_in_order(events, names)
+
+
+def test_files_past_the_read_ahead_size_are_opened_and_read_in_their_turn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "READ_AHEAD_BYTES", 250)
+    names = [f"{letter}.pst" for letter in "abcdefgh"]
+    events, marks = _marked_walk(tmp_path, monkeypatch, names)
+    # a.pst, then the files after it until their sizes reach 250 bytes: b, c and d.
+    assert _begun(marks, "d.pst") == names[:4]
+    _items_in_order(events, names)
+
+
+def test_one_child_reads_a_walk_of_more_psts_than_it_may_be_asked_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[int] = []
+    real_init = isolation._Worker.__init__
+
+    def counting_init(worker: isolation._Worker) -> None:
+        real_init(worker)
+        started.append(worker.process.pid or 0)
+
+    monkeypatch.setattr(isolation._Worker, "__init__", counting_init)
+    names = [f"{index:03d}.pst" for index in range(isolation.MAX_AHEAD + 6)]
+    events, _marks = _marked_walk(tmp_path, monkeypatch, names)
+    _items_in_order(events, names)
+    assert len(started) == 1
 
 
 @pytest.mark.corpus

@@ -7,7 +7,7 @@ import base64
 import hashlib
 import json
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -250,6 +250,64 @@ def test_report_command_writes_the_same_page_again(case_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "report.html" in result.output
     assert (case_dir / "report.html").read_bytes() == first
+
+
+def test_counts_of_the_run_spare_reading_the_messages_again(
+    case_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from_files = report.gather(case_dir)
+    counts = TimelineCounts()
+    counts.messages.update(from_files.timeline.messages)
+    counts.undated_messages = from_files.timeline.undated_messages
+    read: list[str] = []
+    documents = report._documents
+
+    def spy(path: Path) -> object:
+        read.append(path.name)
+        return documents(path)
+
+    monkeypatch.setattr(report, "_documents", spy)
+    # The sample has a thread intrusion: its conversation still needs messages.ndjson.
+    given = report.gather(case_dir, counts)
+    assert read.count("messages.ndjson") == 3
+    assert given.messages_total == from_files.messages_total == 14
+    assert given.timeline.buckets() == from_files.timeline.buckets()
+    assert [c.rows for c in given.conversations] == [c.rows for c in from_files.conversations]
+
+    # Without one, the run's counts are all the report needs from the messages.
+    plain = tmp_path / "case"
+    plain.mkdir()
+    for name in ("summary.json", "failures.ndjson", "messages.ndjson"):
+        (plain / name).write_bytes((case_dir / name).read_bytes())
+    (plain / "findings.ndjson").write_text(
+        "".join(
+            line + "\n"
+            for line in (case_dir / "findings.ndjson").read_text("utf-8").splitlines()
+            if '"thread-intrusion"' not in line
+        ),
+        "utf-8",
+    )
+    read.clear()
+    data = report.gather(plain, counts)
+    assert "messages.ndjson" not in read
+    assert data.messages_total == 14
+    assert data.timeline.messages == from_files.timeline.messages
+    assert sum(data.timeline.messages.values()) == 14
+    assert data.conversations == []
+
+
+def test_hour_of_a_time() -> None:
+    plus_two = timezone(timedelta(hours=2))
+    assert report.hour_of(datetime(2024, 4, 8, 13, 37, 42, tzinfo=plus_two)) == datetime(
+        2024, 4, 8, 11, tzinfo=UTC
+    )
+    assert report.hour_of(datetime(2024, 4, 8, 13, 37)) == datetime(2024, 4, 8, 13, tzinfo=UTC)
+    assert report.hour_of(None) is None
+    # No UTC hour exists for it: counted as undated, not an error.
+    assert report.hour_of(datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))) is None
+    counts = TimelineCounts()
+    counts.add_message("0001-01-01T00:30:00+01:00")
+    assert (counts.undated_messages, dict(counts.messages)) == (1, {})
 
 
 def test_report_command_refuses_what_is_not_a_complete_case(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from inbec_export.readers.base import (
     readers,
     sniff_format,
 )
-from inbec_export.readers.isolation import worker_session
+from inbec_export.readers.isolation import MAX_AHEAD, worker_session
 
 logger = logging.getLogger(__name__)
 
@@ -140,22 +141,72 @@ def iter_evidence(
         yield from iter_parallel(inputs, workers, finish)
         return
     # One reader child serves every PST/OST file of the walk, one after another, and is
-    # asked for the next file before the current one is handed on: it reads on while
-    # this process hashes the next file and analyses what was read.
+    # asked for the files ahead before the current one is handed on: it reads on while
+    # this process hashes the next files and analyses what was read.
     with worker_session():
-        entries = walk_inputs(inputs)
-        current = _open_entry(next(entries, None))
-        while current is not None:
-            # Asked again in case the child that had it was lost (a crash or a stall in
-            # the file before): then a new child gets this file first, then the next.
-            _read_ahead(current)
-            upcoming = _open_entry(next(entries, None))
-            _read_ahead(upcoming)
+        ahead = _OpenedAhead(walk_inputs(inputs))
+        while (current := ahead.next()) is not None:
             if isinstance(current, _Opened):
                 yield from _read_opened(current, finish)
             else:
                 yield current
-            current = upcoming
+
+
+#: Most evidence files opened (recognised and hashed) ahead of the one being read, and
+#: their total size in bytes: each is asked of its reader as it is opened
+#: (:meth:`Reader.read_ahead`), so that the PST reader's child goes from file to file
+#: without waiting for this process. Small files go many at a time; a large one is
+#: opened only when it is the next (hashing it is the slow part of opening). The child
+#: is still asked for the one being read when the next is opened: one less than it may
+#: be asked ahead, or the last would be refused, then asked out of turn.
+READ_AHEAD_FILES = MAX_AHEAD - 1
+READ_AHEAD_BYTES = 256 * 1024 * 1024
+
+
+class _OpenedAhead:
+    """The walk's entries (:func:`walk_inputs`), each opened and asked ahead before it
+    is read, within :data:`READ_AHEAD_FILES` and :data:`READ_AHEAD_BYTES`."""
+
+    def __init__(self, entries: Iterator[Path | ItemFailure]) -> None:
+        self._entries: Iterator[Path | ItemFailure] | None = entries
+        self._pending: deque[_Opened | ItemFailure | FileSkipped] = deque()
+        self._bytes = 0
+
+    def next(self) -> _Opened | ItemFailure | FileSkipped | None:
+        """The next entry to read (None at the end), the ones after it opened."""
+        if not self._pending:
+            self._fill()
+        if not self._pending:
+            return None
+        current = self._pending[0]
+        if isinstance(current, _Opened) and not current.reader.asked_ahead(current.evidence):
+            # The child that had it is gone (a crash or a stall in a file before): a new
+            # one is asked for this file first, then for the others, in order.
+            for opened in self._pending:
+                _read_ahead(opened)
+        self._pending.popleft()
+        self._bytes -= _size(current)
+        self._fill()
+        return current
+
+    def _fill(self) -> None:
+        """Open entries until one is ahead and the limits are reached, or the walk ends."""
+        while self._entries is not None and (
+            not self._pending
+            or (len(self._pending) < READ_AHEAD_FILES and self._bytes < READ_AHEAD_BYTES)
+        ):
+            entry = next(self._entries, None)
+            if entry is None:
+                self._entries = None
+                return
+            opened = _open_file(entry) if isinstance(entry, Path) else entry
+            self._pending.append(opened)
+            self._bytes += _size(opened)
+            _read_ahead(opened)
+
+
+def _size(opened: _Opened | ItemFailure | FileSkipped) -> int:
+    return opened.evidence.size if isinstance(opened, _Opened) else 0
 
 
 class _Finish:
@@ -176,13 +227,6 @@ class _Opened:
 
     evidence: EvidenceFile
     reader: Reader
-
-
-def _open_entry(entry: Path | ItemFailure | None) -> _Opened | ItemFailure | FileSkipped | None:
-    """What :func:`walk_inputs` gave, opened (:func:`_open_file`); None stays None."""
-    if entry is None or isinstance(entry, ItemFailure):
-        return entry
-    return _open_file(entry)
 
 
 def _read_ahead(opened: _Opened | ItemFailure | FileSkipped | None) -> None:

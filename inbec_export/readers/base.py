@@ -57,6 +57,12 @@ class Reader(ABC):
         """
         return None
 
+    def asked_ahead(self, evidence: EvidenceFile) -> bool:
+        """False when :meth:`read_ahead` asked for ``evidence`` but whatever was asked is
+        lost (the process that reads ahead ended on an earlier file): then the files
+        after it must be asked for again, in order. True by default (nothing is asked)."""
+        return True
+
 
 def finish_records(
     events: Iterable[ReadEvent], finish: Callable[[MessageRecord], object] | None

@@ -322,6 +322,11 @@ class WorkerSession:
         worker.ahead.append(request)
         return True
 
+    def asked(self, request: _Request) -> bool:
+        """True when the kept child was sent ``request`` ahead and nobody read it yet."""
+        worker = self.busy or self._idle
+        return worker is not None and any(_same_request(a, request) for a in worker.ahead)
+
     def give_back(self, worker: _Worker) -> None:
         """Keep ``worker``, which finished its generator cleanly, for the next call."""
         self.forget(worker)
@@ -350,8 +355,11 @@ class WorkerSession:
                 worker.close()
 
 
-#: Requests a session's child may be sent ahead of the one being read.
-MAX_AHEAD = 2
+#: Requests a session's child may be sent ahead of the one being read. What it reads
+#: ahead waits in the pipe, so this bounds the requests, not the memory: with many small
+#: files, two ahead kept the child waiting at almost every file's end (about a pipe's
+#: worth of items, a few files, is read before the caller catches up).
+MAX_AHEAD = 64
 
 
 def _same_request(one: _Request, other: _Request) -> bool:
@@ -368,6 +376,14 @@ def read_ahead(func: Callable[..., Iterable[Any]], *args: Any, batch_size: int =
     """
     session = _current_session()
     return session is not None and session.read_ahead((func, args, max(1, batch_size)))
+
+
+def asked_ahead(func: Callable[..., Iterable[Any]], *args: Any, batch_size: int = 1) -> bool:
+    """True when, within :func:`worker_session`, the child was asked ahead for
+    ``func(*args)`` (:func:`read_ahead`) and no call read it yet; False when that child
+    is gone (it crashed or stalled on an earlier request) or it was never asked."""
+    session = _current_session()
+    return session is not None and session.asked((func, args, max(1, batch_size)))
 
 
 _SESSIONS: list[WorkerSession] = []

@@ -71,6 +71,7 @@ from inbec_export.readers.base import Reader, describe, register
 from inbec_export.readers.isolation import (
     STALL_SECONDS,
     WorkerFailure,
+    asked_ahead,
     iter_in_worker,
     read_ahead,
 )
@@ -296,6 +297,9 @@ class PstReader(Reader):
         # The shared child reads this file as soon as it is done with the one before.
         if self.isolated:
             read_ahead(read_pst_items, evidence)
+
+    def asked_ahead(self, evidence: EvidenceFile) -> bool:
+        return not self.isolated or asked_ahead(read_pst_items, evidence)
 
     def _failures(
         self, evidence: EvidenceFile, events: Iterable[PstItem | ReadEvent | WorkerFailure]

@@ -254,9 +254,21 @@ def _hour(timestamp: object) -> datetime | None:
         moment = datetime.fromisoformat(timestamp)
     except ValueError:
         return None
+    return hour_of(moment)
+
+
+def hour_of(moment: datetime | None) -> datetime | None:
+    """The UTC hour of ``moment`` (a time without offset is taken as UTC), or None when
+    there is none or it has no UTC hour (a time in the first hours of year 1 with a
+    positive offset, or the last of year 9999 with a negative one)."""
+    if moment is None:
+        return None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    try:
+        return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    except OverflowError:
+        return None
 
 
 @dataclass
@@ -269,8 +281,11 @@ class TimelineCounts:
     undated_findings: int = 0
 
     def add_message(self, timestamp: object) -> None:
-        """Count a message at its time."""
-        hour = _hour(timestamp)
+        """Count a message at its time (as its document gives it)."""
+        self.count_message(_hour(timestamp))
+
+    def count_message(self, hour: datetime | None) -> None:
+        """Count a message in the UTC hour ``hour`` (see :func:`hour_of`); None: undated."""
         if hour is None:
             self.undated_messages += 1
         else:
@@ -467,8 +482,12 @@ def _finding_row(document: dict[str, Any], rule_id: str, severity: str) -> dict[
     }
 
 
-def gather(case_dir: Path) -> ReportData:
+def gather(case_dir: Path, messages: TimelineCounts | None = None) -> ReportData:
     """Read the case folder's files into what the report shows.
+
+    ``messages``: the messages of the case counted per hour as the run wrote them (see
+    :meth:`TimelineCounts.count_message`); then ``messages.ndjson``, the largest file by
+    far, is read only for the conversations of thread-intrusion findings, if any.
 
     Raises:
         UsageError: ``case_dir`` holds no complete case (no ``summary.json``, or a run
@@ -493,22 +512,30 @@ def gather(case_dir: Path) -> ReportData:
     del data.findings[FINDINGS_SHOWN:]
     data.intrusions = sorted(data.intrusions, key=lambda d: d["_order"])[:THREADS_SHOWN]
 
-    _read_messages(case_dir / MESSAGES_FILE, data)
+    if messages is not None:
+        data.timeline.messages = Counter(messages.messages)
+        data.timeline.undated_messages = messages.undated_messages
+        data.messages_total = messages.undated_messages + sum(messages.messages.values())
+    _read_messages(case_dir / MESSAGES_FILE, data, count=messages is None)
     _read_failures(case_dir / FAILURES_FILE, data)
     return data
 
 
-def _read_messages(path: Path, data: ReportData) -> None:
-    """Count messages per hour and gather the conversations of the intrusion findings, in
-    one read, then in more reads while a conversation still grows."""
+def _read_messages(path: Path, data: ReportData, count: bool = True) -> None:
+    """Count messages per hour (unless ``count`` is False: counted already) and gather the
+    conversations of the intrusion findings, in one read, then in more reads while a
+    conversation still grows. Nothing to count and no conversation: no read."""
     for finding in data.intrusions:
         joined = _get(finding, "inbec.finding.message_doc_ids") or []
         data.conversations.append(Conversation(finding, {str(doc_id) for doc_id in joined}))
+    if not count and not data.conversations:
+        return
 
     grew = False
     for document in _documents(path):
-        data.messages_total += 1
-        data.timeline.add_message(_get(document, "@timestamp"))
+        if count:
+            data.messages_total += 1
+            data.timeline.add_message(_get(document, "@timestamp"))
         for conversation in data.conversations:
             grew = conversation.observe(document) or grew
 
@@ -993,9 +1020,9 @@ def render(data: ReportData) -> str:
     )
 
 
-def write_report(case_dir: Path) -> Path:
+def write_report(case_dir: Path, messages: TimelineCounts | None = None) -> Path:
     """Write ``report.html`` into the case folder ``case_dir`` (under a ``.partial`` name,
-    moved into place when complete).
+    moved into place when complete). ``messages``: see :func:`gather`.
 
     Returns:
         The path of the report.
@@ -1004,7 +1031,7 @@ def write_report(case_dir: Path) -> Path:
         UsageError: ``case_dir`` holds no complete case.
         OutputError: the report cannot be written.
     """
-    data = gather(case_dir)
+    data = gather(case_dir, messages)
     path = case_dir / REPORT_FILE
     partial = case_dir / f"{REPORT_FILE}.partial"
     try:
