@@ -78,16 +78,13 @@ from functools import lru_cache
 from importlib import resources
 
 import idna
-import tldextract
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
 from inbec_export.errors import InbecError
+from inbec_export.suffixes import split_host
 
 logger = logging.getLogger(__name__)
-
-# The bundled Public Suffix List snapshot only: never fetched at run time.
-_EXTRACT = tldextract.TLDExtract(suffix_list_urls=(), cache_dir=None)
 
 #: Every technique, most specific first; a match lists its techniques in this order.
 TECHNIQUES: tuple[str, ...] = (
@@ -187,9 +184,9 @@ def registrable(domain: str) -> str:
         The registrable domain in ASCII (punycode) form.
     """
     host = to_ascii(domain)
-    parts = _EXTRACT(host)
-    if parts.domain and parts.suffix:
-        return f"{parts.domain}.{parts.suffix}"
+    _, label, suffix = split_host(host)
+    if label and suffix:
+        return f"{label}.{suffix}"
     labels = [label for label in host.split(".") if label]
     return ".".join(labels[-2:]) if labels else host
 
@@ -342,9 +339,9 @@ def _valid_host(host: str) -> str | None:
 
 def _split(ascii_host: str) -> tuple[str, str, str]:
     """The subdomain part, label and public suffix of a valid ASCII host."""
-    parts = _EXTRACT(ascii_host)
-    if parts.domain and parts.suffix:
-        return parts.subdomain, parts.domain, parts.suffix
+    subdomain, label, suffix = split_host(ascii_host)
+    if label and suffix:
+        return subdomain, label, suffix
     labels = ascii_host.split(".")
     return ".".join(labels[:-2]), labels[-2], labels[-1]
 

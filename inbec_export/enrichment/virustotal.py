@@ -26,11 +26,12 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
-
-import requests
+from typing import TYPE_CHECKING, Any, Literal
 
 from inbec_export.enrichment.cache import ResponseCache
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -167,6 +168,9 @@ class VirusTotalClient:
     def __init__(self, config: VirusTotalConfig, cache: ResponseCache) -> None:
         self.config = config
         self.cache = cache
+        # Imported when a lookup is asked for: a run without --virustotal never needs it.
+        import requests
+
         self.limiter = RateLimiter(config.per_minute, config.clock, config.sleep)
         self.session = requests.Session()
         self.session.headers.update({"x-apikey": config.api_key, "accept": "application/json"})
@@ -227,6 +231,8 @@ class VirusTotalClient:
 
     def _request(self, kind: ObjectKind, value: str) -> dict[str, Any]:
         url = f"{self.config.url.rstrip('/')}/api/v3/{_COLLECTIONS[kind]}/{value}"
+        import requests
+
         backoff = self.config.backoff
         for attempt in range(VT_429_RETRIES + 1):
             self.limiter.wait()
