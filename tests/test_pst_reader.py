@@ -385,9 +385,8 @@ def test_files_past_the_read_ahead_size_are_opened_and_read_in_their_turn(
     _items_in_order(events, names)
 
 
-def test_one_child_reads_a_walk_of_more_psts_than_it_may_be_asked_ahead(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _children_started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The pids of the reader children started from now on, as they start."""
     started: list[int] = []
     real_init = isolation._Worker.__init__
 
@@ -396,6 +395,13 @@ def test_one_child_reads_a_walk_of_more_psts_than_it_may_be_asked_ahead(
         started.append(worker.process.pid or 0)
 
     monkeypatch.setattr(isolation._Worker, "__init__", counting_init)
+    return started
+
+
+def test_one_child_reads_a_walk_of_more_psts_than_it_may_be_asked_ahead(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started = _children_started(monkeypatch)
     names = [f"{index:03d}.pst" for index in range(isolation.MAX_AHEAD + 6)]
     events, _marks = _marked_walk(tmp_path, monkeypatch, names)
     _items_in_order(events, names)
@@ -413,14 +419,7 @@ def test_after_a_crash_one_new_child_reads_every_later_pst(
     for name in names:
         (tmp_path / name).symlink_to(source)
     monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
-    started: list[int] = []
-    real_init = isolation._Worker.__init__
-
-    def counting_init(worker: isolation._Worker) -> None:
-        real_init(worker)
-        started.append(worker.process.pid or 0)
-
-    monkeypatch.setattr(isolation._Worker, "__init__", counting_init)
+    started = _children_started(monkeypatch)
 
     events = list(iter_evidence([tmp_path]))
 
