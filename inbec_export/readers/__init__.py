@@ -156,11 +156,12 @@ def iter_evidence(
 #: their total size in bytes: each is asked of its reader as it is opened
 #: (:meth:`Reader.read_ahead`), so that the PST reader's child goes from file to file
 #: without waiting for this process. Small files go many at a time; a large one is
-#: opened only when it is the next (hashing it is the slow part of opening). The child
-#: is still asked for the one being read when the next is opened: one less than it may
-#: be asked ahead, or the last would be refused, then asked out of turn.
+#: opened only when it is the next (hashing it is the slow part of opening, and nothing
+#: is handed on meanwhile: 64 MiB is well under a second even from a slow disk). The
+#: child is still asked for the one being read when the next is opened: one less than it
+#: may be asked ahead, or the last would be refused, then asked out of turn.
 READ_AHEAD_FILES = MAX_AHEAD - 1
-READ_AHEAD_BYTES = 256 * 1024 * 1024
+READ_AHEAD_BYTES = 64 * 1024 * 1024
 
 
 class _OpenedAhead:
