@@ -557,7 +557,7 @@ class PstItem:
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # The record holds only what the reading sets (see ``_read_item``): those fields
-        # cross the pipe, not the forty of a record, two thirds of the pickling.
+        # cross the pipe, not the forty of a record (a third less pickling).
         record = self.record
         head = (record.evidence_path, record.evidence_sha256, record.item_id, record.folder)
         tail = (record.message_class, record.warnings, record.attachments)
