@@ -132,24 +132,32 @@ def run_readpst(paths: list[Path], out: Path) -> None:
     shutil.rmtree(out)
 
 
+def seconds(action: Callable[[], object]) -> float:
+    """How long ``action`` takes, in seconds."""
+    start = time.perf_counter()
+    action()
+    return time.perf_counter() - start
+
+
 def timed_inbec(evidence: Path, out: Path, workers: int) -> float:
     """Seconds of one :func:`run_inbec` into a new case folder ``out``: the folder of the
     run before is removed first, outside the time (replacing a case's files costs their
     deletion, about 0.15 s for the 60 MB of ``messages.ndjson`` of 10 copies)."""
     shutil.rmtree(out, ignore_errors=True)
-    start = time.perf_counter()
-    run_inbec(evidence, out, workers)
-    return time.perf_counter() - start
+    return seconds(lambda: run_inbec(evidence, out, workers))
 
 
-def best_time(action: Callable[[], object], rounds: int) -> float:
-    """The shortest of ``rounds`` runs of ``action``, in seconds."""
-    times = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def link_copies(folder: Path, sources: list[Path], copies: int) -> list[Path]:
+    """``copies`` sub-folders of ``folder``, each with a symbolic link to every source
+    (the corpus is never copied); the links, in order."""
+    links: list[Path] = []
+    for copy in range(copies):
+        (folder / f"{copy:03d}").mkdir(parents=True)
+        for source in sources:
+            link = folder / f"{copy:03d}" / source.name
+            link.symlink_to(source.resolve())
+            links.append(link)
+    return links
 
 
 def main() -> None:
@@ -163,21 +171,9 @@ def main() -> None:
     sources = sorted((args.corpus / "pst").glob("*.pst"))
     with tempfile.TemporaryDirectory(prefix="inbec-bench-") as folder:
         root = Path(folder)
-        links: list[Path] = []
-        for copy in range(args.repeat):
-            (root / "evidence" / f"{copy:03d}").mkdir(parents=True)
-            for source in sources:
-                link = root / "evidence" / f"{copy:03d}" / source.name
-                link.symlink_to(source.resolve())
-                links.append(link)
+        links = link_copies(root / "evidence", sources, args.repeat)
         half = max(1, args.repeat // 2)
-        half_links: list[Path] = []
-        for copy in range(half):
-            (root / "half" / f"{copy:03d}").mkdir(parents=True)
-            for source in sources:
-                link = root / "half" / f"{copy:03d}" / source.name
-                link.symlink_to(source.resolve())
-                half_links.append(link)
+        half_links = link_copies(root / "half", sources, half)
         messages = run_inbec(root / "evidence", root / "warm", 1)
         half_messages = run_inbec(root / "half", root / "warm-half", 1)
         items = bare_loop(links)
@@ -190,19 +186,15 @@ def main() -> None:
             "inbec-half": [],
         }
         for _ in range(args.rounds):
-            timings["bare"].append(best_time(lambda: bare_loop(links), 1))
+            timings["bare"].append(seconds(lambda: bare_loop(links)))
             timings["inbec"].append(timed_inbec(root / "evidence", root / "case1", 1))
             timings["inbec2"].append(timed_inbec(root / "evidence", root / "case2", 2))
-            timings["readpst"].append(best_time(lambda: run_readpst(links, root / "mbox"), 1))
-            timings["bare-half"].append(best_time(lambda: bare_loop(half_links), 1))
+            timings["readpst"].append(seconds(lambda: run_readpst(links, root / "mbox")))
+            timings["bare-half"].append(seconds(lambda: bare_loop(half_links)))
             timings["inbec-half"].append(timed_inbec(root / "half", root / "case-half", 1))
         pair = sorted(sources, key=lambda path: path.stat().st_size)[-2:]
         for copies in (1, args.repeat):
-            for copy in range(copies):
-                (root / f"pair-x{copies}" / f"{copy:03d}").mkdir(parents=True)
-                for source in pair:
-                    link = root / f"pair-x{copies}" / f"{copy:03d}" / source.name
-                    link.symlink_to(source.resolve())
+            link_copies(root / f"pair-x{copies}", pair, copies)
         pair_times: dict[tuple[int, int], list[float]] = {}
         for _ in range(args.rounds):
             for copies in (1, args.repeat):

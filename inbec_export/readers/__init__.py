@@ -230,7 +230,7 @@ class _Opened:
     reader: Reader
 
 
-def _read_ahead(opened: _Opened | ItemFailure | FileSkipped | None) -> None:
+def _read_ahead(opened: _Opened | ItemFailure | FileSkipped) -> None:
     if isinstance(opened, _Opened):
         opened.reader.read_ahead(opened.evidence)
 

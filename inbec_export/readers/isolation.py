@@ -312,11 +312,11 @@ class WorkerSession:
         asks for it itself)."""
         if not self._open:
             return False
+        if self.asked(request):
+            return True
         worker = self.busy or self._idle
         if worker is None:
             worker = self._idle = _Worker()
-        if any(_same_request(asked, request) for asked in worker.ahead):
-            return True  # asked already
         if len(worker.ahead) >= MAX_AHEAD or not worker.submit(*request):
             return False
         worker.ahead.append(request)

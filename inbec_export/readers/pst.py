@@ -530,7 +530,8 @@ def _read_item(
         warnings.append("no message class; read as mail")
         message_class = "IPM.Note"
 
-    record = _new_record(context, item_id, folder_path, message_class, None)
+    evidence = context.evidence
+    record = _new_record(evidence.path, evidence.sha256, item_id, folder_path, message_class)
     record.warnings.extend(warnings)
     recipients = _read_recipients(item)
     attachment_warnings: list[str] = []
@@ -556,10 +557,11 @@ class PstItem:
     folder_path: str
 
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
-        # The record holds only what the reading sets (see ``_read_item``): those fields
-        # cross the pipe, not the forty of a record (a third less pickling).
+        # The record holds only what the reading sets (``_new_record``, then its warnings
+        # and attachments): those cross the pipe, not the forty fields of a record (a
+        # third less pickling).
         record = self.record
-        head = (record.evidence_path, record.evidence_sha256, record.item_id, record.folder)
+        head = (record.evidence_path, record.evidence_sha256, record.item_id)
         tail = (record.message_class, record.warnings, record.attachments)
         rest = (self.codepage, self.props, self.recipients, self.attachment_warnings)
         return _unpickle_item, (*head, *tail, *rest, self.folder_path)
@@ -579,24 +581,18 @@ def _unpickle_item(
     evidence_path: str,
     evidence_sha256: str,
     item_id: str,
-    folder: str | None,
     message_class: str,
     warnings: list[str],
     attachments: list[Attachment],
-    *rest: Any,
+    codepage: str,
+    props: PropertyMap,
+    recipients: list[PropertyMap | str],
+    attachment_warnings: list[str],
+    folder_path: str,
 ) -> PstItem:
-    record = MessageRecord(
-        evidence_path=evidence_path,
-        evidence_sha256=evidence_sha256,
-        evidence_format="pst",
-        item_id=item_id,
-        folder=folder,
-        parent_item_id=None,
-        message_class=message_class,
-        warnings=warnings,
-        attachments=attachments,
-    )
-    return PstItem(record, *rest)
+    record = _new_record(evidence_path, evidence_sha256, item_id, folder_path, message_class)
+    record.warnings, record.attachments = warnings, attachments
+    return PstItem(record, codepage, props, recipients, attachment_warnings, folder_path)
 
 
 def complete_items(events: Iterable[PstItem | ReadEvent]) -> Iterator[ReadEvent]:
@@ -619,11 +615,16 @@ def complete_items(events: Iterable[PstItem | ReadEvent]) -> Iterator[ReadEvent]
 
 
 def _new_record(
-    context: _Context, item_id: str, folder_path: str, message_class: str, parent: str | None
+    evidence_path: str,
+    evidence_sha256: str,
+    item_id: str,
+    folder_path: str,
+    message_class: str,
+    parent: str | None = None,
 ) -> MessageRecord:
     return MessageRecord(
-        evidence_path=context.evidence.path,
-        evidence_sha256=context.evidence.sha256,
+        evidence_path=evidence_path,
+        evidence_sha256=evidence_sha256,
         evidence_format="pst",
         item_id=item_id,
         folder=folder_path or None,
@@ -1036,7 +1037,10 @@ def _embedded_record(
     message_class = _text(props, PR_MESSAGE_CLASS, codec, warnings) or ""
     if message_class and not is_mail_class(message_class):
         return NonMailItem(context.evidence.path, item_id, message_class)
-    record = _new_record(context, item_id, folder_path, message_class or "IPM.Note", parent_id)
+    evidence = context.evidence
+    record = _new_record(
+        evidence.path, evidence.sha256, item_id, folder_path, message_class or "IPM.Note", parent_id
+    )
     record.warnings.extend(warnings)
     if not message_class:
         record.warnings.append("no message class; read as mail")
