@@ -119,10 +119,11 @@ def analyze(
     enricher = Enricher(enrichment, case, out_dir) if enrichment and enrichment.enabled else None
     folder = CaseFolder(out_dir)
     try:
-        # With one worker, the PST reader's child reads and this process does the rest:
-        # about half the work each. With more, the workers also prepare what they read
-        # when there are processors to spare for them (see ``prepares_in_workers``).
-        in_workers = prepares_in_workers(workers)
+        # With one worker, the PST reader's child reads and this process does the rest,
+        # but for what the child prepares while this process is behind. With more, the
+        # workers also prepare what they read when there are processors to spare for
+        # them (see ``prepares_in_workers``).
+        in_workers = workers == 1 or prepares_in_workers(workers)
         for item in iter_evidence(inputs, workers, preparer if in_workers else None):
             # Records that arrive as read are prepared here.
             event = preparer(item) if isinstance(item, MessageRecord) else item

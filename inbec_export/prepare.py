@@ -6,10 +6,11 @@ document and timeline events, and serialises them to the JSON text the case fold
 writes. None of it depends on the order of the messages, so with ``--workers`` above 1
 it runs in the worker that read the message, while the analysis process runs the rules
 that span messages and writes the case folder in input order. With one worker the
-analysis process prepares each message itself: the PST reader's child then has the
-reading, and the analysis process the rest, about half the work each. Readers know
-nothing of this: they are handed a callable and apply it to each record (see
-:func:`~inbec_export.readers.iter_evidence`).
+analysis process prepares each message itself, but for those the PST reader's child
+prepares while the analysis process is behind (see
+:func:`~inbec_export.readers.isolation.worker_session`): the two share the work, whichever
+is the slower on the machine. Readers know nothing of this: they are handed a callable
+and apply it to each record (see :func:`~inbec_export.readers.iter_evidence`).
 
 The result is the same whichever process prepares a message.
 """

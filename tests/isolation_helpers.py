@@ -111,3 +111,17 @@ def serve_files_first_worker_stops(*args: object) -> None:
         os.close(fd)
         os.kill(os.getpid(), signal.SIGSTOP)
     REAL_SERVE_FILES(*args)  # type: ignore[arg-type]
+
+
+def numbered_large(path: str, count: int, size: int) -> Iterator[tuple[int, bytes]]:
+    """Yield ``count`` items ``(index, size bytes)``, then create ``path``."""
+    for index in range(count):
+        yield index, bytes(size)
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write("done")
+
+
+def summarised(item: tuple[int, bytes]) -> tuple[int, int]:
+    """Spare work for :func:`numbered_large`: an item's payload replaced by its length."""
+    index, payload = item
+    return index, len(payload)

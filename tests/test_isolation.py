@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
+import pickle
 import signal
 import time
 from pathlib import Path
@@ -15,10 +17,12 @@ from isolation_helpers import (
     counted_large,
     exits_silently,
     many_large,
+    numbered_large,
     own_pid,
     pid_then_sleep,
     pst_events_then_hang,
     slowly,
+    summarised,
     three_then_segfault,
     two_then_hang,
     two_then_raise,
@@ -299,6 +303,35 @@ def test_a_session_reuses_one_child_and_ends_it_promptly() -> None:
     # being waited for and then terminated.
     assert ended < 2.0
     assert not _alive(first[0])
+
+
+def test_a_child_with_spare_work_does_it_once_the_parent_is_half_a_pipe_behind(
+    tmp_path: Path,
+) -> None:
+    done, count, size = tmp_path / "done", 100, 16 * 1024
+    with worker_session(spare=summarised):
+        # Asked ahead, the child writes while nothing is taken from the pipe.
+        assert read_ahead(numbered_large, str(done), count, size)
+        deadline = time.monotonic() + 30
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert done.exists(), "the child finished without waiting for room in the pipe"
+        items = list(iter_in_worker(numbered_large, str(done), count, size))
+
+    # Every item, in order: the first ones as they were read, until the pipe was half
+    # full; from there on what the spare work made of them (much smaller, so the pipe
+    # never filled up and the child never waited).
+    assert [index for index, _ in items] == list(range(count))
+    frame = 8 + len(pickle.dumps((0, (0, bytes(size))), protocol=pickle.HIGHEST_PROTOCOL))
+    read_end, write_end = os.pipe()
+    try:
+        capacity = widen_pipe(read_end, PIPE_BYTES) or 64 * 1024
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    raw = math.ceil((capacity // 2) / frame)
+    assert items[:raw] == [(index, bytes(size)) for index in range(raw)]
+    assert items[raw:] == [(index, size) for index in range(raw, count)]
 
 
 def test_a_child_asked_ahead_reads_the_next_request_before_the_caller_gets_to_it(

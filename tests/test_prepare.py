@@ -15,7 +15,7 @@ from inbec_export.detections.base import Rule
 from inbec_export.model import Finding, MessageRecord, MessageRef
 from inbec_export.pipeline import analyze
 from inbec_export.prepare import MessagePreparer, PreparedMessage
-from inbec_export.readers import iter_evidence
+from inbec_export.readers import isolation, iter_evidence
 from inbec_export.sample.generator import generate_sample_case
 
 
@@ -130,3 +130,38 @@ def test_records_and_findings_cross_a_process_boundary_unchanged(tmp_path: Path)
     copy = pickle.loads(pickle.dumps(with_hops[0]))
     assert type(copy.hops[0]) is type(with_hops[0].hops[0])
     assert copy.from_[0].domain == with_hops[0].from_[0].domain
+
+
+def _folder_files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def test_messages_the_pst_reading_child_prepares_give_the_same_case_folder(
+    corpus_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reading child prepares the messages it reads while the analysis process is
+    behind: whether it prepares all of them or none, the case folder is the same."""
+    evidence = corpus_dir / "pst"
+    prepared_here: list[int] = []
+    prepare = MessagePreparer.__call__
+
+    def counted(self: MessagePreparer, record: MessageRecord) -> PreparedMessage:
+        prepared_here.append(1)  # counts the calls of this process only, not the child's
+        return prepare(self, record)
+
+    monkeypatch.setattr(MessagePreparer, "__call__", counted)
+    # The child is started by fork and takes this test over: always behind, or never.
+    monkeypatch.setattr(isolation, "_parent_behind", lambda _fd: lambda: True)
+    summary = analyze([evidence], _case(["acme-corp.com"]), tmp_path / "child")
+    in_child = len(prepared_here)
+    monkeypatch.setattr(isolation, "_parent_behind", lambda _fd: lambda: False)
+    analyze([evidence], _case(["acme-corp.com"]), tmp_path / "here")
+    here = len(prepared_here) - in_child
+
+    messages = summary["totals"]["messages_read"]
+    assert messages == 509
+    assert in_child == 0  # the child prepared every message
+    assert here == messages
+    child_files = _folder_files(tmp_path / "child")
+    assert child_files == _folder_files(tmp_path / "here")
+    assert "messages.ndjson" in child_files

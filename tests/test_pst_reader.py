@@ -7,9 +7,10 @@ import os
 import pickle
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pst_helpers import (
@@ -390,8 +391,8 @@ def _children_started(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     started: list[int] = []
     real_init = isolation._Worker.__init__
 
-    def counting_init(worker: isolation._Worker) -> None:
-        real_init(worker)
+    def counting_init(worker: isolation._Worker, spare: Callable[[Any], Any] | None = None) -> None:
+        real_init(worker, spare)
         started.append(worker.process.pid or 0)
 
     monkeypatch.setattr(isolation._Worker, "__init__", counting_init)

@@ -142,8 +142,9 @@ def iter_evidence(
         return
     # One reader child serves every PST/OST file of the walk, one after another, and is
     # asked for the files ahead before the current one is handed on: it reads on while
-    # this process hashes the next files and analyses what was read.
-    with worker_session():
+    # this process hashes the next files and analyses what was read. When this process
+    # falls behind, the child also finishes (and prepares) what it reads.
+    with worker_session(pst.FinishInChild(finish)):
         ahead = _OpenedAhead(walk_inputs(inputs))
         while (current := ahead.next()) is not None:
             if isinstance(current, _Opened):

@@ -18,6 +18,11 @@ it and ends with a :class:`WorkerFailure` whose ``stalled_seconds`` is set; the 
 received before are kept. The clock runs only while the parent waits for the child, so
 a slow consumer of the items never counts against the child.
 
+Sharing the work: inside :func:`worker_session`, the child can also be given spare work
+(``spare``): whenever the parent is behind, by half a pipe, the child applies it to the
+item it is about to write, so a child that would wait for the parent does part of the
+parent's work instead.
+
 Reuse: inside :func:`worker_session` (the evidence walk opens one), the child is kept
 between calls, and the next generator runs in the same process: starting a child per file
 costs a fork and a cold heap, which on a folder of many small PSTs is more than reading
@@ -39,6 +44,7 @@ from __future__ import annotations
 
 import ctypes
 import faulthandler
+import fcntl
 import logging
 import math
 import multiprocessing
@@ -48,6 +54,7 @@ import select
 import signal
 import struct
 import sys
+import termios
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -174,7 +181,7 @@ def iter_in_worker(
     session = _current_session()
     worker = session.take(request) if session is not None else None
     if worker is None:
-        worker = _Worker()
+        worker = _Worker(session.spare if session is not None else None)
         worker.submit(*request)
         if session is not None:
             session.busy = worker
@@ -232,15 +239,17 @@ class _Worker:
     """A child process that runs the generators it is sent, one after another.
 
     Requests (``(func, args, batch_size)``) go down one pipe; frames come back up
-    another, each generator's ending with DONE or ERROR.
+    another, each generator's ending with DONE or ERROR. ``spare``: see
+    :func:`worker_session`.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, spare: Callable[[Any], Any] | None = None) -> None:
         context = _context()
         requests_in, self._requests = context.Pipe(duplex=False)
         reader, writer = context.Pipe(duplex=False)
+        ends = (self._requests, reader)
         self.process = context.Process(
-            target=_serve, args=(requests_in, writer, (self._requests, reader)), daemon=True
+            target=_serve, args=(requests_in, writer, ends, spare), daemon=True
         )
         with signals_held():
             self.process.start()
@@ -278,8 +287,11 @@ class WorkerSession:
     :func:`worker_session`), and knows which one is being read from, so that it can be
     asked ahead (:func:`read_ahead`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spare: Callable[[Any], Any] | None = None) -> None:
         self.pid = os.getpid()
+        #: What the child does to an item while this process is behind (see
+        #: :func:`worker_session`).
+        self.spare = spare
         self._idle: _Worker | None = None
         #: The child an :func:`iter_in_worker` call is reading from, if any.
         self.busy: _Worker | None = None
@@ -316,7 +328,7 @@ class WorkerSession:
             return True
         worker = self.busy or self._idle
         if worker is None:
-            worker = self._idle = _Worker()
+            worker = self._idle = _Worker(self.spare)
         if len(worker.ahead) >= MAX_AHEAD or not worker.submit(*request):
             return False
         worker.ahead.append(request)
@@ -390,9 +402,21 @@ _SESSIONS: list[WorkerSession] = []
 
 
 @contextmanager
-def worker_session() -> Iterator[WorkerSession]:
-    """Within this block, calls of :func:`iter_in_worker` in this process reuse one child."""
-    session = WorkerSession()
+def worker_session(spare: Callable[[Any], Any] | None = None) -> Iterator[WorkerSession]:
+    """Within this block, calls of :func:`iter_in_worker` in this process reuse one child.
+
+    Args:
+        spare: work the child may take over from this process, item by item. When the
+            pipe is at least half full (this process is behind: it has that much still
+            to take), the child applies ``spare`` to the next item of a ``batch_size=1``
+            request before writing it, instead of reading on; the caller gets the item
+            or what ``spare`` made of it. So the two processes share the work by
+            themselves, whichever is the slower on the machine: a child that waits for
+            this process gets more to do, one that this process waits for gets none.
+            ``spare`` must be picklable (under ``spawn``), must not raise, and its
+            result must be what this process would make of the item itself.
+    """
+    session = WorkerSession(spare)
     _SESSIONS.append(session)
     try:
         yield session
@@ -469,8 +493,6 @@ class _FrameReader:
 def widen_pipe(fd: int, size: int) -> int | None:
     """Ask Linux for a pipe of ``size`` bytes (at most what the system allows); return
     the capacity it now has, or None where the call does not exist or is refused."""
-    import fcntl
-
     command = getattr(fcntl, "F_SETPIPE_SZ", None)
     if command is None:
         return None
@@ -547,7 +569,10 @@ def send_request(requests: Connection, request: object) -> bool:
 
 
 def _serve(
-    requests: Connection, writer: Connection, parent_ends: tuple[Connection, Connection]
+    requests: Connection,
+    writer: Connection,
+    parent_ends: tuple[Connection, Connection],
+    spare: Callable[[Any], Any] | None = None,
 ) -> None:
     """Body of the child: run each requested generator, until the requests pipe ends."""
     # A forked child holds copies of the parent's ends too: closed here, so that the
@@ -565,7 +590,7 @@ def _serve(
                 func, args, batch = requests.recv()
             except (EOFError, OSError):
                 return  # the parent has no more work, or is gone
-            if not _run(fd, func, args, batch):
+            if not _run(fd, func, args, batch, spare):
                 return
     except KeyboardInterrupt:
         pass  # the user interrupted: the parent reports it
@@ -574,13 +599,22 @@ def _serve(
         requests.close()
 
 
-def _run(fd: int, func: Callable[..., Iterable[Any]], args: tuple[Any, ...], batch: int) -> bool:
+def _run(
+    fd: int,
+    func: Callable[..., Iterable[Any]],
+    args: tuple[Any, ...],
+    batch: int,
+    spare: Callable[[Any], Any] | None = None,
+) -> bool:
     """Write the frames of ``func(*args)``, ending with DONE or ERROR; False when the
-    parent stopped listening."""
+    parent stopped listening. An item that finds the pipe half full gets ``spare``."""
     pending: list[Any] = []
+    behind = _parent_behind(fd)
     try:
         for item in func(*args):
             if batch == 1:
+                if spare is not None and behind():
+                    item = spare(item)
                 _write(fd, (_ITEM, item))
                 continue
             pending.append(item)
@@ -646,6 +680,26 @@ def quiet_child() -> None:
 
 # prctl option: the signal a process gets when its parent dies (linux/prctl.h).
 _PR_SET_PDEATHSIG = 1
+
+
+def _parent_behind(fd: int) -> Callable[[], bool]:
+    """A test of whether the pipe ``fd`` is at least half full: the parent has that much
+    still to take. (It takes up to :data:`READ_BUFFER_BYTES` at a time, so a pipe full
+    to the brim is seldom seen even when the parent is the slower.)"""
+    try:
+        half = int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) // 2
+    except (AttributeError, OSError):  # not Linux, or not a pipe: Linux's default size
+        half = 32 * 1024
+    unread = bytearray(4)
+
+    def full() -> bool:
+        try:
+            fcntl.ioctl(fd, termios.FIONREAD, unread)
+        except OSError:
+            return False
+        return int.from_bytes(unread, sys.byteorder) >= half
+
+    return full
 
 
 def _write(fd: int, frame: tuple[int, Any]) -> None:

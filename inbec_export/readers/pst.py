@@ -51,7 +51,7 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any, ClassVar
@@ -612,6 +612,23 @@ def complete_items(events: Iterable[PstItem | ReadEvent]) -> Iterator[ReadEvent]
                 record.item_id,
                 f"unreadable item in {where}: {describe(exc)}",
             )
+
+
+@dataclass(frozen=True, slots=True)
+class FinishInChild:
+    """The reading child's spare work (see :func:`~inbec_export.readers.isolation.
+    worker_session`): while the analysis process is behind, an item is completed where
+    it is read, then finished as a record read in the analysis process would be
+    (``finish``: bounded, and prepared when the caller prepares records), and so is an
+    embedded message's record. Whichever process does it, the result is the same; other
+    events are left as they are."""
+
+    finish: Callable[[MessageRecord], object]
+
+    def __call__(self, event: PstItem | ReadEvent) -> object:
+        if isinstance(event, PstItem):
+            event = next(complete_items([event]))
+        return self.finish(event) if isinstance(event, MessageRecord) else event
 
 
 def _new_record(
