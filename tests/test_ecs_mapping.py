@@ -10,7 +10,7 @@ from inbec_export.case import CaseContext
 from inbec_export.ecs.documents import finding_document, message_document
 from inbec_export.ecs.mappings import index_templates, unmapped_fields
 from inbec_export.ecs.timeline import message_events, micros
-from inbec_export.model import Finding, Indicator, MessageRecord, MessageRef
+from inbec_export.model import Attachment, Finding, Hop, Indicator, MessageRecord, MessageRef
 from inbec_export.readers import iter_evidence
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,3 +116,67 @@ def test_timeline_events_carry_iso_datetime_and_microseconds() -> None:
     ]
     assert micros(datetime(1970, 1, 1, tzinfo=UTC)) == 0
     assert all(not key.startswith("_") for event in events for key in event)
+
+
+def test_attachments_and_hops_keep_their_given_values_only() -> None:
+    """Attachments and Received hops are written without their empty values (as every
+    other part of a document): a size of 0 stays, an empty name or a hop of nothing goes."""
+    when = datetime(2024, 3, 1, 9, 30, 5, 250000, tzinfo=UTC)
+    record = MessageRecord(
+        evidence_path="case/mail.eml",
+        evidence_sha256="0" * 64,
+        evidence_format="eml",
+        item_id="message",
+        attachments=[
+            Attachment(name="", size=0, mime_type="", sha256=None),
+            Attachment(
+                name="invoice.pdf", size=None, mime_type="application/pdf", sha256="ab" * 32
+            ),
+            Attachment(name=None, size=None, mime_type=None, sha256=None),
+        ],
+        hops=[
+            Hop(from_host=None, by_host=None, ip=None, timestamp=None),
+            Hop(
+                from_host="mx.example.net",
+                by_host="",
+                ip="203.0.113.5",
+                timestamp=when,
+                protocol="ESMTPS",
+            ),
+        ],
+    )
+    document = message_document(record, CaseContext())
+    assert document["email"]["attachments"] == [
+        {"file": {"size": 0}},
+        {
+            "file": {
+                "name": "invoice.pdf",
+                "mime_type": "application/pdf",
+                "hash": {"sha256": "ab" * 32},
+            }
+        },
+    ]
+    assert document["inbec"]["hops"] == [
+        {
+            "from_host": "mx.example.net",
+            "ip": "203.0.113.5",
+            "timestamp": "2024-03-01T09:30:05.250+00:00",
+            "protocol": "ESMTPS",
+        }
+    ]
+    assert document["inbec"]["attachment"] == {"names": ["invoice.pdf"], "count": 3}
+    assert document["related"]["hash"] == ["ab" * 32]
+    assert document["related"]["ip"] == ["203.0.113.5"]
+
+    bare = message_document(
+        MessageRecord(
+            evidence_path="case/mail.eml",
+            evidence_sha256="0" * 64,
+            evidence_format="eml",
+            item_id="message",
+        ),
+        CaseContext(),
+    )
+    assert "attachments" not in bare["email"]
+    assert "hops" not in bare["inbec"]
+    assert bare["inbec"]["attachment"] == {"count": 0}

@@ -63,40 +63,47 @@ def _prune(value: Any) -> Any:
     return value
 
 
-# One pass per container, recursing only into containers: a message document has about
-# a hundred values, and this runs once per message.
+# One pass per container, recursing only into containers; leaves (most values) are
+# tested where they stand, without a call each: a message document has a hundred and
+# more values (a dozen per attachment), and this runs once per message.
 def _prune_dict(value: dict[str, Any]) -> dict[str, Any]:
     pruned: dict[str, Any] = {}
     for key, item in value.items():
-        kept = _kept(item)
-        if kept is not _DROP:
-            pruned[key] = kept
+        if item is None:
+            continue
+        if isinstance(item, str):
+            if not item:
+                continue
+        elif isinstance(item, dict):
+            item = _prune_dict(item)
+            if not item:
+                continue
+        elif isinstance(item, list):
+            item = _prune_list(item)
+            if not item:
+                continue
+        pruned[key] = item
     return pruned
 
 
 def _prune_list(value: list[Any]) -> list[Any]:
     pruned: list[Any] = []
     for item in value:
-        kept = _kept(item)
-        if kept is not _DROP:
-            pruned.append(kept)
+        if item is None:
+            continue
+        if isinstance(item, str):
+            if not item:
+                continue
+        elif isinstance(item, dict):
+            item = _prune_dict(item)
+            if not item:
+                continue
+        elif isinstance(item, list):
+            item = _prune_list(item)
+            if not item:
+                continue
+        pruned.append(item)
     return pruned
-
-
-_DROP = object()
-
-
-def _kept(item: Any) -> Any:
-    """``item`` pruned, or ``_DROP`` when it is None or empty (after pruning)."""
-    if item is None:
-        return _DROP
-    if isinstance(item, dict):
-        item = _prune_dict(item)
-    elif isinstance(item, list):
-        item = _prune_list(item)
-    elif not isinstance(item, str):
-        return item
-    return item if item else _DROP
 
 
 def source_ip(record: MessageRecord) -> str | None:
@@ -205,17 +212,7 @@ def message_document(
             "x_mailer": record.x_mailer,
             "content_type": record.content_type,
             "local_id": record.item_id,
-            "attachments": [
-                {
-                    "file": {
-                        "name": a.name,
-                        "mime_type": a.mime_type,
-                        "size": a.size,
-                        "hash": {"sha256": a.sha256},
-                    }
-                }
-                for a in record.attachments
-            ],
+            # email.attachments: added after pruning (see below).
         },
         "source": {"ip": source_ip(record)},
         "related": {
@@ -253,16 +250,7 @@ def message_document(
                 "conversation_index": record.conversation_index,
             },
             "originating_ip": record.originating_ips,
-            "hops": [
-                {
-                    "from_host": hop.from_host,
-                    "by_host": hop.by_host,
-                    "ip": hop.ip,
-                    "timestamp": iso(hop.timestamp),
-                    "protocol": hop.protocol,
-                }
-                for hop in record.hops
-            ],
+            # inbec.hops: added after pruning (see below).
             "auth": _auth(record),
             "lookalike": lookalike,
             "attachment": {
@@ -276,6 +264,14 @@ def message_document(
         },
     }
     pruned: Document = _prune(document)
+    # The lists of many small objects are built without their empty values instead of
+    # being pruned: most of a document's values are there (a dozen per attachment).
+    attachments = _attachment_documents(record)
+    if attachments:
+        pruned.setdefault("email", {})["attachments"] = attachments
+    hops = _hop_documents(record)
+    if hops:
+        pruned["inbec"]["hops"] = hops
     # Booleans and counts that are false or zero still say something: keep them.
     pruned["inbec"]["lookalike"]["sender"] = lookalike["sender"]
     pruned["inbec"]["has_transport_headers"] = record.has_transport_headers
@@ -284,6 +280,41 @@ def message_document(
         "count": len(record.attachments),
     }
     return pruned
+
+
+def _attachment_documents(record: MessageRecord) -> list[Document]:
+    """``email.attachments``, with no empty value (what :func:`_prune` would leave)."""
+    documents: list[Document] = []
+    for attachment in record.attachments:
+        file: Document = {}
+        if attachment.name:
+            file["name"] = attachment.name
+        if attachment.mime_type:
+            file["mime_type"] = attachment.mime_type
+        if attachment.size is not None:
+            file["size"] = attachment.size
+        if attachment.sha256:
+            file["hash"] = {"sha256": attachment.sha256}
+        if file:
+            documents.append({"file": file})
+    return documents
+
+
+def _hop_documents(record: MessageRecord) -> list[Document]:
+    """``inbec.hops``, with no empty value (what :func:`_prune` would leave)."""
+    documents: list[Document] = []
+    for hop in record.hops:
+        values = {
+            "from_host": hop.from_host,
+            "by_host": hop.by_host,
+            "ip": hop.ip,
+            "timestamp": iso(hop.timestamp),
+            "protocol": hop.protocol,
+        }
+        document = {key: value for key, value in values.items() if value}
+        if document:
+            documents.append(document)
+    return documents
 
 
 def _sender_type(from_domains: list[str], is_lookalike: bool, case: CaseContext) -> str:
