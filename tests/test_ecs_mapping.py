@@ -180,3 +180,31 @@ def test_attachments_and_hops_keep_their_given_values_only() -> None:
     assert "attachments" not in bare["email"]
     assert "hops" not in bare["inbec"]
     assert bare["inbec"]["attachment"] == {"count": 0}
+
+
+def test_related_hosts_are_names_never_ip_literals() -> None:
+    record = MessageRecord(
+        evidence_path="case/mail.eml",
+        evidence_sha256="0" * 64,
+        evidence_format="eml",
+        item_id="message",
+        message_id="<abc@mail.acrne-corp.com>",
+        hops=[
+            Hop(from_host="[203.0.113.7]", by_host="mx.example.net", ip=None, timestamp=None),
+            Hop(from_host="192.0.2.1", by_host="IPv6:::ffff:192.0.2.9", ip=None, timestamp=None),
+            Hop(from_host="relay.example.org.", by_host="mail1", ip=None, timestamp=None),
+        ],
+    )
+    case = CaseContext(legit_domains=("acme-corp.com",))
+    document = message_document(record, case)
+    assert document["related"]["hosts"] == [
+        "mx.example.net",
+        "relay.example.org.",
+        "mail.acrne-corp.com",
+    ]
+    assert document["inbec"]["lookalike"] == {
+        "domains": ["acrne-corp.com"],
+        "legit_domains": ["acme-corp.com"],
+        "techniques": ["homoglyph", "similarity"],
+        "sender": False,
+    }

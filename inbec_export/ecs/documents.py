@@ -127,7 +127,15 @@ def message_domains(record: MessageRecord) -> list[str]:
         hosts.extend([hop.from_host or "", hop.by_host or ""])
     if record.message_id and "@" in record.message_id:
         hosts.append(record.message_id.rpartition("@")[2].strip(">").lower())
-    return _unique(h for h in hosts if h and "." in h and normalise_ip(h) is None)
+    return _unique(h for h in hosts if h and "." in h and not _is_ip(h))
+
+
+def _is_ip(host: str) -> bool:
+    """True when ``host`` is an IP address (as :func:`normalise_ip` reads one)."""
+    # Without a colon (IPv6) and ending in a letter, it is a name: no parse attempt.
+    if ":" not in host and host[-1].isalpha():
+        return False
+    return normalise_ip(host) is not None
 
 
 def _auth(record: MessageRecord) -> dict[str, Any]:
@@ -155,9 +163,11 @@ def _auth(record: MessageRecord) -> dict[str, Any]:
     return auth
 
 
-def _lookalike(record: MessageRecord, case: CaseContext) -> dict[str, Any]:
+def _lookalike(record: MessageRecord, case: CaseContext, hosts: list[str]) -> dict[str, Any]:
+    """The lookalike flags of a message whose host names (:func:`message_domains`) are
+    ``hosts``."""
     matches = {}
-    for host in message_domains(record):
+    for host in hosts:
         match = case.lookalike(host)
         if match is not None:
             matches[match.domain] = match
@@ -181,30 +191,24 @@ def message_document(
         rule_ids: ids of the rules that raised a finding on this message as it streamed.
 
     Returns:
-        A JSON-serialisable document with ``_id`` left out (use ``record.doc_id``).
+        A JSON-serialisable document with ``_id`` left out (use ``record.doc_id``): no
+        field is None or empty, but booleans and counts that are false or zero are kept.
     """
+    # Built with only the values that are given (``_given`` at each level), not pruned
+    # afterwards: this runs once per message, and a document has a hundred and more
+    # values, most of them in small objects.
     ips = _unique([*record.originating_ips, *(hop.ip for hop in record.hops if hop.ip is not None)])
-    lookalike = _lookalike(record, case)
+    hosts = message_domains(record)
+    lookalike = _lookalike(record, case, hosts)
     from_domains = [a.domain for a in record.from_ if a.domain]
-    document: Document = {
-        "@timestamp": iso(record.timestamp),
-        "ecs": {"version": ECS_VERSION},
-        "event": {
-            "kind": "event",
-            "category": ["email"],
-            "type": ["info"],
-            "dataset": MESSAGE_DATASET,
-            "module": "inbec",
-            "id": record.doc_id,
-        },
-        "message": _summary_line(record),
-        "email": {
-            "from": {"address": _addresses(record.from_)},
-            "sender": {"address": next(iter(_addresses(record.sender)), None)},
-            "reply_to": {"address": _addresses(record.reply_to)},
-            "to": {"address": _addresses(record.to)},
-            "cc": {"address": _addresses(record.cc)},
-            "bcc": {"address": _addresses(record.bcc)},
+    email = _given(
+        {
+            "from": _given({"address": _addresses(record.from_)}),
+            "sender": _given({"address": next(iter(_addresses(record.sender)), None)}),
+            "reply_to": _given({"address": _addresses(record.reply_to)}),
+            "to": _given({"address": _addresses(record.to)}),
+            "cc": _given({"address": _addresses(record.cc)}),
+            "bcc": _given({"address": _addresses(record.bcc)}),
             "subject": record.subject,
             "message_id": record.message_id,
             "origination_timestamp": iso(record.date),
@@ -212,78 +216,112 @@ def message_document(
             "x_mailer": record.x_mailer,
             "content_type": record.content_type,
             "local_id": record.item_id,
-            # email.attachments: added after pruning (see below).
-        },
-        "source": {"ip": source_ip(record)},
-        "related": {
-            "ip": ips,
-            "hosts": message_domains(record),
-            "hash": _unique(a.sha256 for a in record.attachments),
-        },
-        "inbec": {
-            "case": {"id": case.case_id},
-            "tool": {"version": __version__},
-            "evidence": {
-                "path": record.evidence_path,
-                "sha256": record.evidence_sha256,
-                "format": record.evidence_format,
-                "folder": record.folder,
-                "item_id": record.item_id,
-                "parent_item_id": record.parent_item_id,
-            },
+            "attachments": _attachment_documents(record),
+        }
+    )
+    inbec = _given(
+        {
+            "case": _given({"id": case.case_id}),
+            "tool": _given({"version": __version__}),
+            "evidence": _given(
+                {
+                    "path": record.evidence_path,
+                    "sha256": record.evidence_sha256,
+                    "format": record.evidence_format,
+                    "folder": record.folder,
+                    "item_id": record.item_id,
+                    "parent_item_id": record.parent_item_id,
+                }
+            ),
             "message_class": record.message_class,
             "has_transport_headers": record.has_transport_headers,
             "subject_raw": record.subject_raw if record.subject_raw != record.subject else None,
             "subject_decode_error": record.subject_decode_error,
             "date_raw": record.date_raw,
             "submit_timestamp": iso(record.submit_time),
-            "display_names": {f: _names(record.addresses(f)) for f in ADDRESS_FIELDS},
-            "return_path": {"address": _addresses(record.return_path)},
+            "display_names": _given({f: _names(record.addresses(f)) for f in ADDRESS_FIELDS}),
+            "return_path": _given({"address": _addresses(record.return_path)}),
             "sender_type": _sender_type(from_domains, lookalike["sender"], case),
             "from_domain": _unique(registrable(d) for d in from_domains),
             "reply_to_domain": _unique(registrable(a.domain) for a in record.reply_to),
             "in_reply_to": record.in_reply_to,
-            "references": record.references,
-            "thread": {
-                "index": record.thread_index,
-                "topic": record.thread_topic,
-                "conversation_index": record.conversation_index,
+            "references": _texts(record.references),
+            "thread": _given(
+                {
+                    "index": record.thread_index,
+                    "topic": record.thread_topic,
+                    "conversation_index": record.conversation_index,
+                }
+            ),
+            "originating_ip": _texts(record.originating_ips),
+            "hops": _hop_documents(record),
+            "auth": _prune(_auth(record)),
+            # The sender flag and the count are kept when false or zero: they still say
+            # something.
+            "lookalike": {
+                **_given(
+                    {key: lookalike[key] for key in ("domains", "legit_domains", "techniques")}
+                ),
+                "sender": lookalike["sender"],
             },
-            "originating_ip": record.originating_ips,
-            # inbec.hops: added after pruning (see below).
-            "auth": _auth(record),
-            "lookalike": lookalike,
             "attachment": {
-                "names": _unique(a.name for a in record.attachments),
+                **_given({"names": _unique(a.name for a in record.attachments)}),
                 "count": len(record.attachments),
             },
-            "finding": {"rule_ids": sorted(set(rule_ids))},
+            "finding": _given({"rule_ids": sorted(set(rule_ids))}),
             "body": record.body,
             "body_truncated": record.body_truncated,
-            "warnings": record.warnings,
-        },
+            "warnings": _texts(record.warnings),
+        }
+    )
+    return _given(
+        {
+            "@timestamp": iso(record.timestamp),
+            "ecs": {"version": ECS_VERSION},
+            "event": {
+                "kind": "event",
+                "category": ["email"],
+                "type": ["info"],
+                "dataset": MESSAGE_DATASET,
+                "module": "inbec",
+                "id": record.doc_id,
+            },
+            "message": _summary_line(record),
+            "email": email,
+            "source": _given({"ip": source_ip(record)}),
+            "related": _given(
+                {
+                    "ip": ips,
+                    "hosts": hosts,
+                    "hash": _unique(a.sha256 for a in record.attachments),
+                }
+            ),
+            "inbec": inbec,
+        }
+    )
+
+
+#: Values that count as not given when empty (what ``_prune`` drops besides None).
+_EMPTYABLE = (str, list, dict)
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` without the ones that are None or empty (one level: the values are
+    built the same way, or are lists of non-empty texts)."""
+    return {
+        key: value
+        for key, value in values.items()
+        if value is not None and (value or not isinstance(value, _EMPTYABLE))
     }
-    pruned: Document = _prune(document)
-    # The lists of many small objects are built without their empty values instead of
-    # being pruned: most of a document's values are there (a dozen per attachment).
-    attachments = _attachment_documents(record)
-    if attachments:
-        pruned.setdefault("email", {})["attachments"] = attachments
-    hops = _hop_documents(record)
-    if hops:
-        pruned["inbec"]["hops"] = hops
-    # Booleans and counts that are false or zero still say something: keep them.
-    pruned["inbec"]["lookalike"]["sender"] = lookalike["sender"]
-    pruned["inbec"]["has_transport_headers"] = record.has_transport_headers
-    pruned["inbec"]["attachment"] = {
-        **pruned["inbec"].get("attachment", {}),
-        "count": len(record.attachments),
-    }
-    return pruned
+
+
+def _texts(values: list[str]) -> list[str]:
+    """The non-empty texts of ``values``, in order."""
+    return [value for value in values if value]
 
 
 def _attachment_documents(record: MessageRecord) -> list[Document]:
-    """``email.attachments``, with no empty value (what :func:`_prune` would leave)."""
+    """``email.attachments``, with no empty value."""
     documents: list[Document] = []
     for attachment in record.attachments:
         file: Document = {}
@@ -301,7 +339,7 @@ def _attachment_documents(record: MessageRecord) -> list[Document]:
 
 
 def _hop_documents(record: MessageRecord) -> list[Document]:
-    """``inbec.hops``, with no empty value (what :func:`_prune` would leave)."""
+    """``inbec.hops``, with no empty value."""
     documents: list[Document] = []
     for hop in record.hops:
         values = {
