@@ -93,23 +93,30 @@ class Attachment:
 class Headers:
     """An ordered, case-insensitive multimap of header fields; repeated fields are kept."""
 
-    __slots__ = ("_items",)
+    __slots__ = ("_index", "_items")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
+        self._index: dict[str, list[str]] | None = None
+
+    def _values(self, name: str) -> list[str]:
+        # The values by lower-cased name, made at the first look-up: a record's headers
+        # are looked up a dozen times and more, each a scan of every field otherwise.
+        if self._index is None:
+            index: dict[str, list[str]] = {}
+            for item_name, value in self._items:
+                index.setdefault(item_name.lower(), []).append(value)
+            self._index = index
+        return self._index.get(name.lower(), [])
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of ``name``, or ``default``."""
-        key = name.lower()
-        for item_name, value in self._items:
-            if item_name.lower() == key:
-                return value
-        return default
+        values = self._values(name)
+        return values[0] if values else default
 
     def get_all(self, name: str) -> list[str]:
         """Return every value of ``name`` in the order they appear."""
-        key = name.lower()
-        return [value for item_name, value in self._items if item_name.lower() == key]
+        return list(self._values(name))
 
     def items(self) -> list[tuple[str, str]]:
         """Return all ``(name, value)`` pairs in order."""
@@ -135,6 +142,7 @@ class Headers:
 
     def __setstate__(self, state: list[tuple[str, str]]) -> None:
         self._items = state
+        self._index = None
 
 
 @pickled_by_fields

@@ -3,12 +3,13 @@ authentication results, on hand-written values and on real corpus messages."""
 
 from __future__ import annotations
 
+import pickle
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from inbec_export.model import Address, AuthResult, EvidenceFile, MessageRecord
+from inbec_export.model import Address, AuthResult, EvidenceFile, Headers, MessageRecord
 from inbec_export.readers.base import hash_file
 from inbec_export.readers.eml import EmlReader
 from inbec_export.readers.headers import (
@@ -148,6 +149,23 @@ def test_header_block_keeps_repeats_and_skips_junk() -> None:
     assert headers.get_all("RECEIVED") == ["one", "two\n\tfolded"]
     assert headers.get("subject") == "x"
     assert warnings == ["1 malformed header line(s) skipped"]
+
+
+def test_headers_look_up_by_name_whatever_the_case_also_after_pickling() -> None:
+    headers = Headers([("Received", "one"), ("X-Mailer", "m"), ("RECEIVED", "two")])
+    copy = pickle.loads(pickle.dumps(headers))
+    for looked_up in (headers, copy):
+        assert looked_up.get_all("received") == ["one", "two"]
+        assert looked_up.get("Received") == "one"
+        assert looked_up.get("x-mailer") == "m"
+        assert looked_up.get("Subject", "none") == "none"
+        assert looked_up.get_all("subject") == []
+        assert "RECEIVED" in looked_up and "Subject" not in looked_up
+    # What a caller does with a returned list leaves the headers as they were.
+    headers.get_all("received").append("three")
+    assert headers.get_all("Received") == ["one", "two"]
+    assert copy == headers
+    assert copy.items() == [("Received", "one"), ("X-Mailer", "m"), ("RECEIVED", "two")]
 
 
 def _read_eml(path: Path) -> MessageRecord:

@@ -75,6 +75,7 @@ def _split(path: str) -> Iterator[tuple[int, bytes, bool]]:
                 lines = []
                 continue
             if not oversized:
-                lines.append(_ESCAPED_FROM.sub(rb"\1", line))
+                # Only a line that starts with ">" can be an escaped "From " line.
+                lines.append(_ESCAPED_FROM.sub(rb"\1", line) if line[:1] == b">" else line)
     if index >= 0:
         yield index, b"".join(lines), oversized
