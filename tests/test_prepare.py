@@ -150,11 +150,12 @@ def test_messages_the_pst_reading_child_prepares_give_the_same_case_folder(
         return prepare(self, record)
 
     monkeypatch.setattr(MessagePreparer, "__call__", counted)
-    # The child is started by fork and takes this test over: always behind, or never.
-    monkeypatch.setattr(isolation, "_parent_behind", lambda _fd: lambda: True)
+    # A child is given the share of the pipe as it starts (by fork or by spawn): an
+    # empty pipe is already full enough, and a pipe is never twice full.
+    monkeypatch.setattr(isolation, "SPARE_FILL", 0.0)
     summary = analyze([evidence], _case(["acme-corp.com"]), tmp_path / "child")
     in_child = len(prepared_here)
-    monkeypatch.setattr(isolation, "_parent_behind", lambda _fd: lambda: False)
+    monkeypatch.setattr(isolation, "SPARE_FILL", 2.0)
     analyze([evidence], _case(["acme-corp.com"]), tmp_path / "here")
     here = len(prepared_here) - in_child
 

@@ -79,6 +79,10 @@ READ_BUFFER_BYTES = 1024 * 1024
 #: default stays.
 PIPE_BYTES = 1024 * 1024
 
+#: How full the pipe must be, as a share of its capacity, for the child to do its spare
+#: work on the next item (see :func:`worker_session`). Read when a child starts.
+SPARE_FILL = 0.5
+
 #: Seconds the parent waits for a child to exit before it is killed.
 JOIN_TIMEOUT_SECONDS = 5.0
 
@@ -249,7 +253,7 @@ class _Worker:
         reader, writer = context.Pipe(duplex=False)
         ends = (self._requests, reader)
         self.process = context.Process(
-            target=_serve, args=(requests_in, writer, ends, spare), daemon=True
+            target=_serve, args=(requests_in, writer, ends, spare, SPARE_FILL), daemon=True
         )
         with signals_held():
             self.process.start()
@@ -407,10 +411,11 @@ def worker_session(spare: Callable[[Any], Any] | None = None) -> Iterator[Worker
 
     Args:
         spare: work the child may take over from this process, item by item. When the
-            pipe is at least half full (this process is behind: it has that much still
-            to take), the child applies ``spare`` to the next item of a ``batch_size=1``
-            request before writing it, instead of reading on; the caller gets the item
-            or what ``spare`` made of it. So the two processes share the work by
+            pipe is at least half full (:data:`SPARE_FILL`; this process is behind: it
+            has that much still to take), the child applies ``spare`` to the next item
+            of a ``batch_size=1`` request before writing it, instead of reading on; the
+            caller gets the item or what ``spare`` made of it. So the two processes
+            share the work by
             themselves, whichever is the slower on the machine: a child that waits for
             this process gets more to do, one that this process waits for gets none.
             ``spare`` must be picklable (under ``spawn``), must not raise, and its
@@ -573,6 +578,7 @@ def _serve(
     writer: Connection,
     parent_ends: tuple[Connection, Connection],
     spare: Callable[[Any], Any] | None = None,
+    spare_fill: float = SPARE_FILL,
 ) -> None:
     """Body of the child: run each requested generator, until the requests pipe ends."""
     # A forked child holds copies of the parent's ends too: closed here, so that the
@@ -590,7 +596,7 @@ def _serve(
                 func, args, batch = requests.recv()
             except (EOFError, OSError):
                 return  # the parent has no more work, or is gone
-            if not _run(fd, func, args, batch, spare):
+            if not _run(fd, func, args, batch, spare, spare_fill):
                 return
     except KeyboardInterrupt:
         pass  # the user interrupted: the parent reports it
@@ -605,11 +611,13 @@ def _run(
     args: tuple[Any, ...],
     batch: int,
     spare: Callable[[Any], Any] | None = None,
+    spare_fill: float = SPARE_FILL,
 ) -> bool:
     """Write the frames of ``func(*args)``, ending with DONE or ERROR; False when the
-    parent stopped listening. An item that finds the pipe half full gets ``spare``."""
+    parent stopped listening. An item that finds the pipe ``spare_fill`` full (a share
+    of its capacity) gets ``spare``."""
     pending: list[Any] = []
-    behind = _parent_behind(fd)
+    behind = _parent_behind(fd, spare_fill)
     try:
         for item in func(*args):
             if batch == 1:
@@ -682,14 +690,16 @@ def quiet_child() -> None:
 _PR_SET_PDEATHSIG = 1
 
 
-def _parent_behind(fd: int) -> Callable[[], bool]:
-    """A test of whether the pipe ``fd`` is at least half full: the parent has that much
-    still to take. (It takes up to :data:`READ_BUFFER_BYTES` at a time, so a pipe full
-    to the brim is seldom seen even when the parent is the slower.)"""
+def _parent_behind(fd: int, fill: float) -> Callable[[], bool]:
+    """A test of whether the pipe ``fd`` is at least ``fill`` full (a share of its
+    capacity): the parent has that much still to take. (It takes up to
+    :data:`READ_BUFFER_BYTES` at a time, so a pipe full to the brim is seldom seen even
+    when the parent is the slower.)"""
     try:
-        half = int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)) // 2
+        capacity = int(fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ))
     except (AttributeError, OSError):  # not Linux, or not a pipe: Linux's default size
-        half = 32 * 1024
+        capacity = 64 * 1024
+    threshold = capacity * fill
     unread = bytearray(4)
 
     def full() -> bool:
@@ -697,7 +707,7 @@ def _parent_behind(fd: int) -> Callable[[], bool]:
             fcntl.ioctl(fd, termios.FIONREAD, unread)
         except OSError:
             return False
-        return int.from_bytes(unread, sys.byteorder) >= half
+        return int.from_bytes(unread, sys.byteorder) >= threshold
 
     return full
 
