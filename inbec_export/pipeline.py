@@ -123,8 +123,8 @@ def analyze(
         # but for what the child prepares while this process is behind. With more, the
         # workers also prepare what they read when there are processors to spare for
         # them (see ``prepares_in_workers``).
-        in_workers = workers == 1 or prepares_in_workers(workers)
-        for item in iter_evidence(inputs, workers, preparer if in_workers else None):
+        where_read = workers == 1 or prepares_in_workers(workers)
+        for item in iter_evidence(inputs, workers, preparer if where_read else None):
             # Records that arrive as read are prepared here.
             event = preparer(item) if isinstance(item, MessageRecord) else item
             if isinstance(event, PreparedMessage):

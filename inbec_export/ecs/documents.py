@@ -63,47 +63,40 @@ def _prune(value: Any) -> Any:
     return value
 
 
-# One pass per container, recursing only into containers; leaves (most values) are
-# tested where they stand, without a call each: a message document has a hundred and
-# more values (a dozen per attachment), and this runs once per message.
+# One pass per container, recursing only into containers. Message documents are built
+# without empty values (``_given``); this prunes the smaller, irregular parts.
 def _prune_dict(value: dict[str, Any]) -> dict[str, Any]:
     pruned: dict[str, Any] = {}
     for key, item in value.items():
-        if item is None:
-            continue
-        if isinstance(item, str):
-            if not item:
-                continue
-        elif isinstance(item, dict):
-            item = _prune_dict(item)
-            if not item:
-                continue
-        elif isinstance(item, list):
-            item = _prune_list(item)
-            if not item:
-                continue
-        pruned[key] = item
+        kept = _kept(item)
+        if kept is not _DROP:
+            pruned[key] = kept
     return pruned
 
 
 def _prune_list(value: list[Any]) -> list[Any]:
     pruned: list[Any] = []
     for item in value:
-        if item is None:
-            continue
-        if isinstance(item, str):
-            if not item:
-                continue
-        elif isinstance(item, dict):
-            item = _prune_dict(item)
-            if not item:
-                continue
-        elif isinstance(item, list):
-            item = _prune_list(item)
-            if not item:
-                continue
-        pruned.append(item)
+        kept = _kept(item)
+        if kept is not _DROP:
+            pruned.append(kept)
     return pruned
+
+
+_DROP = object()
+
+
+def _kept(item: Any) -> Any:
+    """``item`` pruned, or ``_DROP`` when it is None or empty (after pruning)."""
+    if item is None:
+        return _DROP
+    if isinstance(item, dict):
+        item = _prune_dict(item)
+    elif isinstance(item, list):
+        item = _prune_list(item)
+    elif not isinstance(item, str):
+        return item
+    return item if item else _DROP
 
 
 def source_ip(record: MessageRecord) -> str | None:
@@ -127,15 +120,7 @@ def message_domains(record: MessageRecord) -> list[str]:
         hosts.extend([hop.from_host or "", hop.by_host or ""])
     if record.message_id and "@" in record.message_id:
         hosts.append(record.message_id.rpartition("@")[2].strip(">").lower())
-    return _unique(h for h in hosts if h and "." in h and not _is_ip(h))
-
-
-def _is_ip(host: str) -> bool:
-    """True when ``host`` is an IP address (as :func:`normalise_ip` reads one)."""
-    # Without a colon (IPv6) and ending in a letter, it is a name: no parse attempt.
-    if ":" not in host and host[-1].isalpha():
-        return False
-    return normalise_ip(host) is not None
+    return _unique(h for h in hosts if h and "." in h and normalise_ip(h) is None)
 
 
 def _auth(record: MessageRecord) -> dict[str, Any]:
@@ -322,37 +307,35 @@ def _texts(values: list[str]) -> list[str]:
 
 def _attachment_documents(record: MessageRecord) -> list[Document]:
     """``email.attachments``, with no empty value."""
-    documents: list[Document] = []
-    for attachment in record.attachments:
-        file: Document = {}
-        if attachment.name:
-            file["name"] = attachment.name
-        if attachment.mime_type:
-            file["mime_type"] = attachment.mime_type
-        if attachment.size is not None:
-            file["size"] = attachment.size
-        if attachment.sha256:
-            file["hash"] = {"sha256": attachment.sha256}
-        if file:
-            documents.append({"file": file})
-    return documents
+    files = (
+        _given(
+            {
+                "name": attachment.name,
+                "mime_type": attachment.mime_type,
+                "size": attachment.size,
+                "hash": _given({"sha256": attachment.sha256}),
+            }
+        )
+        for attachment in record.attachments
+    )
+    return [{"file": file} for file in files if file]
 
 
 def _hop_documents(record: MessageRecord) -> list[Document]:
     """``inbec.hops``, with no empty value."""
-    documents: list[Document] = []
-    for hop in record.hops:
-        values = {
-            "from_host": hop.from_host,
-            "by_host": hop.by_host,
-            "ip": hop.ip,
-            "timestamp": iso(hop.timestamp),
-            "protocol": hop.protocol,
-        }
-        document = {key: value for key, value in values.items() if value}
-        if document:
-            documents.append(document)
-    return documents
+    documents = (
+        _given(
+            {
+                "from_host": hop.from_host,
+                "by_host": hop.by_host,
+                "ip": hop.ip,
+                "timestamp": iso(hop.timestamp),
+                "protocol": hop.protocol,
+            }
+        )
+        for hop in record.hops
+    )
+    return [document for document in documents if document]
 
 
 def _sender_type(from_domains: list[str], is_lookalike: bool, case: CaseContext) -> str:

@@ -280,6 +280,10 @@ def normalise_ip(text: str | None) -> str | None:
     if not text:
         return None
     candidate = text.strip().strip("[]").strip()
+    # Without a colon (IPv6) and ending in a letter, it is a name: answered without a
+    # failed parse, which costs an exception (most values given here are host names).
+    if ":" not in candidate and candidate[-1:].isalpha():
+        return None
     if candidate.lower().startswith("ipv6:"):
         candidate = candidate[5:]
     try:

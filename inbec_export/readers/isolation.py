@@ -415,9 +415,9 @@ def worker_session(spare: Callable[[Any], Any] | None = None) -> Iterator[Worker
             has that much still to take), the child applies ``spare`` to the next item
             of a ``batch_size=1`` request before writing it, instead of reading on; the
             caller gets the item or what ``spare`` made of it. So the two processes
-            share the work by
-            themselves, whichever is the slower on the machine: a child that waits for
-            this process gets more to do, one that this process waits for gets none.
+            share the work by themselves, whichever is the slower on the machine: a
+            child that waits for this process gets more to do, one that this process
+            waits for gets none.
             ``spare`` must be picklable (under ``spawn``), must not raise, and its
             result must be what this process would make of the item itself.
     """
