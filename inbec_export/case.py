@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -13,8 +14,16 @@ from pathlib import Path
 import regex
 
 from inbec_export import TOOL_NAME
-from inbec_export.domains import LookalikeDetector, LookalikeMatch, is_usable_domain, registrable
+from inbec_export.domains import (
+    LookalikeDetector,
+    LookalikeMatch,
+    is_usable_domain,
+    registrable,
+    to_ascii,
+)
 from inbec_export.errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 #: Authentication results that count as failures unless the case says otherwise.
 DEFAULT_AUTH_FAILURES: dict[str, frozenset[str]] = {
@@ -108,14 +117,25 @@ class CaseContext:
         self.legit_domains = tuple(clean_domain(d) for d in self.legit_domains)
         self.allowlist = tuple(clean_domain(d) for d in self.allowlist)
         for option, domains in (("legitimate", self.legit_domains), ("allowlist", self.allowlist)):
-            bad = [d for d in domains if d and not is_usable_domain(d)]
+            bad = [d for d in domains if not is_usable_domain(d)]
             if bad:
                 raise UsageError(
                     f"{option} domain {bad[0]!r} is not a domain name: give the registrable "
                     "domain with its suffix, e.g. acme-corp.com"
                 )
-        self.legit_domains = tuple(sorted({registrable(d) for d in self.legit_domains if d}))
-        self.allowlist = tuple(sorted({registrable(d) for d in self.allowlist if d}))
+            for domain in domains:
+                whole = registrable(domain)
+                if whole != to_ascii(domain):
+                    logger.warning(
+                        "%s domain %s is under %s: %s and every name under it count as %s",
+                        option,
+                        domain,
+                        whole,
+                        whole,
+                        option,
+                    )
+        self.legit_domains = tuple(sorted({registrable(d) for d in self.legit_domains}))
+        self.allowlist = tuple(sorted({registrable(d) for d in self.allowlist}))
         self._legit = frozenset(self.legit_domains)
         self._trusted = self._legit | frozenset(self.allowlist)
         self._detector = LookalikeDetector(self.legit_domains, self.allowlist)
@@ -160,9 +180,12 @@ MAX_SUMMARY_BYTES = 64 * 1024 * 1024
 
 
 def is_case_folder(folder: Path, files: Iterable[str]) -> bool:
-    """True when ``folder`` is a case folder this tool wrote (its ``summary.json`` says so,
-    complete or not)."""
-    if "summary.json" not in files:
+    """True when ``folder`` is a case folder this tool wrote: its ``summary.json`` says so
+    (complete or not) and its messages file is there (complete or not). A lone
+    ``summary.json`` that names the tool does not make a folder of evidence a case folder.
+    """
+    names = set(files)
+    if "summary.json" not in names or not names & {"messages.ndjson", "messages.ndjson.partial"}:
         return False
     path = folder / "summary.json"
     try:

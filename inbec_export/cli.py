@@ -338,6 +338,16 @@ def enrichment_config(
     return config if config.enabled else None
 
 
+def _refuse_empty(evidence: list[Path], out: Path) -> None:
+    """Refuse, before anything is written, evidence folders that hold no file at all."""
+    from inbec_export.readers import walk_inputs
+
+    if next(walk_inputs(evidence, out), None) is None:
+        raise UsageError(
+            f"no files in {', '.join(map(str, evidence))}: nothing to read (nothing was written)"
+        )
+
+
 def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, Any]:
     """Analyze ``evidence`` into ``options.out``; usage problems exit 2, others 1."""
     with one_line_errors():
@@ -351,13 +361,18 @@ def run_analysis(evidence: list[Path], options: AnalysisOptions) -> dict[str, An
             options.subject_pattern,
             options.auth_fail,
         )
+        _refuse_empty(evidence, options.out)
         summary = _run(
             evidence, case, options.out, options.quiet, options.enrichment, options.workers
         )
-    if summary["totals"]["evidence_files"] == 0:
+    totals = summary["totals"]
+    if totals["evidence_files"] == 0:
+        found = totals["files_skipped"] + totals["items_failed"]
         error_line(
             f"no evidence found in {safe(', '.join(map(str, evidence)))} "
-            "(PST/OST, MSG, EML or mbox, recognised by content)"
+            "(PST/OST, MSG, EML or mbox, recognised by content); "
+            f"{safe(options.out / 'summary.json')} lists the {found} "
+            f"file{'s' if found != 1 else ''} skipped or failed"
         )
         raise typer.Exit(2)
     if not options.quiet:
@@ -486,6 +501,7 @@ def _run(
         counts = {"message": 0, "failure": 0}
 
         def notify(event: str, detail: str) -> None:
+            _stop_if_signalled()
             if event in counts:
                 counts[event] += 1
             if event == "file" or counts["message"] % 50 == 0 or event == "failure":
@@ -546,8 +562,9 @@ def print_summary(summary: dict[str, Any], out: Path) -> None:
             "Lookalike domains", "domain", "imitates", "technique", "messages", "first seen"
         )
         for item in summary["lookalike_domains"]:
+            shown = [h for h in item.get("hosts") or [] if h != item["domain"]]
             domains.add_row(
-                safe(item["domain"]),
+                safe(item["domain"] + (f" ({', '.join(shown[:3])})" if shown else "")),
                 safe(item["imitates"]),
                 safe(", ".join(item["techniques"] or [])),
                 str(item["message_count"]),
@@ -705,6 +722,22 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(signum)
 
 
+def _stop_if_signalled() -> None:
+    """Raise the :class:`Interrupted` of a signal that came while a finaliser ran (a
+    library's ``__del__``): Python drops an exception raised there, and the run would
+    go on to the end as if the signal had not come. Called at each step of a run."""
+    if _STOPPING:
+        raise Interrupted(_STOPPING[0])
+
+
+def _unraisable(unraisable: Any) -> None:
+    # The Interrupted of a signal dropped in a finaliser is raised again at the run's
+    # next step (_stop_if_signalled): no traceback for it.
+    if isinstance(unraisable.exc_value, Interrupted):
+        return
+    sys.__unraisablehook__(unraisable)
+
+
 def _register_subcommands() -> None:
     # The export commands live in their own module; it imports this one's helpers.
     from inbec_export.cli_export import export_app
@@ -724,8 +757,17 @@ def main() -> None:
     _STOPPING.clear()
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
+    sys.unraisablehook = _unraisable
     try:
         app()
+    except SystemExit as done:
+        if _STOPPING and not done.code:
+            # The signal came in a finaliser after the run's last step: the work is
+            # complete, but the command was asked to stop, so it does not say success.
+            name = signal.Signals(_STOPPING[0]).name
+            err_console.print(f"{name}: came as the command ended; its output is complete")
+            sys.exit(128 + _STOPPING[0])
+        raise
     except Interrupted as stop:
         name = signal.Signals(stop.signum).name
         err_console.print(f"{name}: stopped; the case folder is marked incomplete")

@@ -124,7 +124,8 @@ def analyze(
         # workers also prepare what they read when there are processors to spare for
         # them (see ``prepares_in_workers``).
         where_read = workers == 1 or prepares_in_workers(workers)
-        for item in iter_evidence(inputs, workers, preparer if where_read else None):
+        prepare = preparer if where_read else None
+        for item in iter_evidence(inputs, workers, prepare, own_case=out_dir):
             # Records that arrive as read are prepared here.
             event = preparer(item) if isinstance(item, MessageRecord) else item
             if isinstance(event, PreparedMessage):
@@ -273,6 +274,9 @@ def build_summary(case: CaseContext, stats: RunStats) -> dict[str, Any]:
     lookalikes = [
         {
             "domain": f.evidence.get("domain"),
+            # The names seen under it: for a subdomain lookalike, the one that shows the
+            # legitimate name (acme-corp.com.evil.net under evil.net).
+            "hosts": f.evidence.get("hosts"),
             "imitates": f.evidence.get("legit_domain"),
             "techniques": f.evidence.get("techniques"),
             "message_count": f.evidence.get("message_count"),

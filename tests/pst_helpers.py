@@ -49,3 +49,10 @@ def marked_items(evidence: EvidenceFile) -> Iterator[ReadEvent]:
     (marks / path.name).write_text("begun", encoding="ascii")
     for index in range(3):
         yield NonMailItem(evidence.path, f"node {index}", "IPM.Contact")
+
+
+def distinct_copy(source: Path, target: Path) -> None:
+    """Copy the PST ``source`` to ``target`` with the target's name appended after its
+    last page: libpff reads it as it reads the source, but its content (SHA-256) differs,
+    so a run reads it as a file of its own (a copy of the same bytes is read once)."""
+    target.write_bytes(source.read_bytes() + target.name.encode())

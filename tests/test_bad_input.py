@@ -3,6 +3,7 @@ the run. Every test here reproduces a defect that was found and fixed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -165,6 +166,11 @@ def test_csv_cells_and_log_lines_are_inert() -> None:
     assert csv_cell("=cmd|' /C calc'!A0") == "'=cmd|' /C calc'!A0"
     assert csv_cell("-2+3") == "'-2+3"
     assert csv_cell("Invoice \x1b[31mred\x07") == "Invoice \\x1b[31mred\\x07"
+    # A file name byte that is not UTF-8 reads as in the JSON files (see strict_json).
+    assert csv_cell("inv\udcffoice.eml") == "inv\\xffoice.eml"
+    assert json.loads(strict_json(json.dumps({"p": "inv\udcffoice.eml"}, ensure_ascii=False))) == {
+        "p": "inv\\xffoice.eml"
+    }
     record = logging.LogRecord(
         "x", logging.WARNING, "f", 1, "%s: bad", ("a\x1b]0;PWN\x07.pst",), None
     )
@@ -288,3 +294,146 @@ def test_a_signal_while_the_command_loads_stops_it_in_one_line(
         f"{signum.name}: stopped before the run began; nothing was written",
         f"{signum.name}: stopped; the case folder is marked incomplete",
     )
+
+
+#: Runs ``inbec analyze`` (argv after the script) with a finaliser that signals the
+#: process itself while the third message is prepared: the handler's exception is raised
+#: inside ``__del__``, where Python drops it.
+_SIGNAL_IN_FINALISER = """
+import os, signal, sys, time
+from inbec_export import cli
+from inbec_export.prepare import MessagePreparer
+
+class Finalised:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here, inside the finaliser
+
+prepare = MessagePreparer.__call__
+seen = []
+
+def signalling(self, record):
+    seen.append(record)
+    if len(seen) == 3:
+        Finalised()
+    return prepare(self, record)
+
+MessagePreparer.__call__ = signalling
+sys.argv = ["inbec", *sys.argv[1:]]
+cli.main()
+"""
+
+
+def test_a_ctrl_c_that_lands_in_a_finaliser_still_stops_the_run(tmp_path: Path) -> None:
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    for index in range(6):
+        (evidence / f"{index}.eml").write_bytes(
+            b"From: a@example.com\r\nSubject: s%d\r\n\r\nbody\r\n" % index
+        )
+    out = tmp_path / "case"
+    arguments = ["analyze", str(evidence), "-o", str(out), "--legit", "acme-corp.com"]
+    result = subprocess.run(
+        [sys.executable, "-c", _SIGNAL_IN_FINALISER, *arguments],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 128 + signal.SIGINT
+    assert result.stderr.strip() == "SIGINT: stopped; the case folder is marked incomplete"
+    assert _summary(out)["status"] == "incomplete"
+
+
+def test_a_file_given_twice_or_copied_is_read_once(tmp_path: Path) -> None:
+    """The same file under another name (a link, a path spelled differently) and a copy
+    of its content are each listed as skipped with the file they repeat; only the first
+    is read, so no document id comes twice. One worker or two, the same events."""
+    evidence = tmp_path / "evidence"
+    evidence.mkdir()
+    first = evidence / "a.eml"
+    first.write_bytes(MESSAGE)
+    (evidence / "b-copy.eml").write_bytes(MESSAGE)
+    (evidence / "c-link.eml").symlink_to(first)
+    (evidence / "d-other.eml").write_bytes(MESSAGE.replace(b"Wire today", b"Other"))
+    respelled = evidence / ".." / "evidence" / "a.eml"
+    inputs = [evidence, first, respelled]
+
+    single = list(iter_evidence(inputs))
+    parallel = list(iter_evidence(inputs, workers=2))
+
+    assert parallel == single
+    digest = hashlib.sha256(MESSAGE).hexdigest()
+    assert [e for e in single if isinstance(e, FileSkipped)] == [
+        FileSkipped(
+            str(evidence / "b-copy.eml"),
+            f"the same content as {first} (SHA-256 {digest}): read once",
+        ),
+        FileSkipped(
+            str(evidence / "c-link.eml"), f"the same file as {first}: read once, under that name"
+        ),
+        FileSkipped(str(respelled), f"the same file as {first}: read once, under that name"),
+    ]
+    records = [e for e in single if isinstance(e, MessageRecord)]
+    assert [(Path(r.evidence_path).name, r.subject) for r in records] == [
+        ("a.eml", "Wire today"),
+        ("d-other.eml", "Other"),
+    ]
+    out = tmp_path / "case"
+    analyze(inputs, CaseContext(legit_domains=("acme-corp.com",)), out)
+    summary = _summary(out)
+    assert summary["totals"]["messages_written"] == 2  # type: ignore[index]
+    assert summary["totals"]["files_skipped"] == 3  # type: ignore[index]
+    ids = [
+        json.loads(line)["create"]["_id"]
+        for line in (out / "messages.ndjson").read_text("utf-8").splitlines()
+        if line.startswith('{"create"')
+    ]
+    assert len(ids) == len(set(ids)) == 2
+
+
+def test_a_file_named_eml_with_a_single_known_field_is_read(tmp_path: Path) -> None:
+    (tmp_path / "sender-only.eml").write_bytes(b"From: a@acme-c0rp.com\n\nPay now.\n")
+    (tmp_path / "subject-only.EML").write_bytes(b"Subject: Invoice 42\r\n\r\nsee attached\r\n")
+    # Unnamed, so little is not enough to call it mail; nor is a prose file named .eml.
+    (tmp_path / "notes.txt").write_bytes(b"From: a@acme-c0rp.com\n\nPay now.\n")
+    (tmp_path / "prose.eml").write_bytes(b"Dear Bob, from: me\n")
+    events = list(iter_evidence([tmp_path]))
+    records = [e for e in events if isinstance(e, MessageRecord)]
+    assert [(Path(r.evidence_path).name, r.subject) for r in records] == [
+        ("sender-only.eml", None),
+        ("subject-only.EML", "Invoice 42"),
+    ]
+    assert records[0].from_[0].address == "a@acme-c0rp.com"
+    assert [e for e in events if isinstance(e, FileSkipped)] == [
+        FileSkipped(str(tmp_path / "notes.txt"), "not a PST/OST, MSG, EML or mbox file")
+    ]
+    assert [e.evidence_path for e in events if isinstance(e, ItemFailure)] == [
+        str(tmp_path / "prose.eml")
+    ]
+
+
+def test_damaged_base64_attachments_are_said_to_be_incomplete(tmp_path: Path) -> None:
+    path = tmp_path / "b64.eml"
+    path.write_bytes(
+        b"From: a@example.com\r\nSubject: bad b64\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="XX"\r\n\r\n'
+        b"--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
+        b"--XX\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        b"!!!!####\r\n"
+        b"--XX\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="inv.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0x!!!LjQK\r\n"
+        b"--XX\r\nContent-Type: application/pdf\r\n"
+        b'Content-Disposition: attachment; filename="good.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--XX--\r\n"
+    )
+    [record] = _records(path)
+    assert record.warnings == [
+        "attached message in base64 has 8 characters outside the base64 alphabet; "
+        "0 bytes decoded from the rest",
+        "attachment 'inv.pdf': its base64 content is damaged; the size and SHA-256 are "
+        "those of what could be decoded",
+    ]
+    sizes = [(a.name, a.size) for a in record.attachments]
+    assert sizes == [(None, 0), ("inv.pdf", 9), ("good.pdf", 9)]
+    assert record.attachments[2].sha256 == hashlib.sha256(b"%PDF-1.4\n").hexdigest()

@@ -23,14 +23,33 @@ def test_folder_without_evidence_is_a_usage_error(tmp_path: Path) -> None:
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     (evidence / "notes.txt").write_text("nothing to see here\n", encoding="utf-8")
-    result = runner.invoke(app, ["analyze", str(evidence), "--out", str(tmp_path / "case")])
+    result = runner.invoke(
+        app, ["analyze", str(evidence), "--legit", "acme-corp.com", "--out", str(tmp_path / "case")]
+    )
     assert result.exit_code == 2
-    assert "no evidence found" in result.output
+    assert result.output.replace("\n", "") == (
+        f"error: no evidence found in {evidence} (PST/OST, MSG, EML or mbox, recognised by "
+        f"content); {tmp_path / 'case' / 'summary.json'} lists the 1 file skipped or failed"
+    )
     summary = json.loads((tmp_path / "case" / "summary.json").read_text("utf-8"))
     assert summary["totals"]["files_skipped"] == 1
     assert summary["skipped_files"] == [
         {"path": str(evidence / "notes.txt"), "reason": "not a PST/OST, MSG, EML or mbox file"}
     ]
+
+
+def test_an_empty_folder_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    evidence = tmp_path / "evidence"
+    (evidence / "empty-subfolder").mkdir(parents=True)
+    out = tmp_path / "case"
+    result = runner.invoke(
+        app, ["analyze", str(evidence), "--legit", "acme-corp.com", "-o", str(out)]
+    )
+    assert result.exit_code == 2
+    assert result.output.replace("\n", "") == (
+        f"error: no files in {evidence}: nothing to read (nothing was written)"
+    )
+    assert not out.exists()
 
 
 def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
@@ -75,3 +94,25 @@ def test_help_lists_the_commands() -> None:
     assert result.exit_code == 0
     for command in ("analyze", "sample-case", "mappings", "rules"):
         assert command in result.output
+
+
+def test_a_subdomain_lookalike_is_listed_with_the_name_that_shows(tmp_path: Path) -> None:
+    message = tmp_path / "m.eml"
+    message.write_bytes(
+        b"From: CEO <ceo@acme-corp.com.evil.net>\r\nTo: bob@acme-corp.com\r\n"
+        b"Subject: wire\r\n\r\nPay now\r\n"
+    )
+    out = tmp_path / "case"
+    result = runner.invoke(
+        app, ["analyze", str(message), "--legit", "acme-corp.com", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    [item] = summary["lookalike_domains"]
+    assert (item["domain"], item["hosts"], item["techniques"]) == (
+        "evil.net",
+        ["acme-corp.com.evil.net"],
+        ["subdomain"],
+    )
+    [row] = [line for line in result.output.splitlines() if "│ acme-corp.com │" in line]
+    assert row.split("│")[0].strip() == "evil.net (acme-corp.com.evil.net)"

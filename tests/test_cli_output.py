@@ -160,12 +160,37 @@ def test_a_case_folder_inside_the_evidence_is_not_read(sample: SampleCase, tmp_p
     summary = json.loads(before)
     assert summary["totals"]["files_skipped"] == 0
     assert summary["totals"]["messages_read"] == sample.message_count
-    # An old case folder of another run beside the evidence is not read either.
-    assert _inbec(*arguments, "-o", str(tmp_path / "elsewhere")).returncode == 0
-    assert (
-        json.loads((tmp_path / "elsewhere" / "summary.json").read_text("utf-8"))["totals"]
-        == summary["totals"]
+    # An old case folder of another run beside the evidence is not read either, but it
+    # is listed: nothing under the evidence goes unaccounted for.
+    loud = [argument for argument in arguments if argument != "-q"]
+    elsewhere = _inbec(*loud, "-o", str(tmp_path / "elsewhere"))
+    assert elsewhere.returncode == 0
+    assert elsewhere.stderr == f"warning: {out}: a case folder of inbec-export; not read\n"
+    other = json.loads((tmp_path / "elsewhere" / "summary.json").read_text("utf-8"))
+    assert other["skipped_files"] == [
+        {"path": str(out), "reason": "a case folder of inbec-export: not read as evidence"}
+    ]
+    assert other["totals"] == {**summary["totals"], "files_skipped": 1}
+
+
+def test_a_lone_summary_json_does_not_hide_the_evidence_beside_it(
+    sample: SampleCase, tmp_path: Path
+) -> None:
+    """Only a folder with the tool's summary and its messages file is a case folder: a
+    summary.json naming the tool among evidence hides nothing."""
+    evidence = tmp_path / "evidence"
+    shutil.copytree(sample.evidence_dir, evidence)
+    (evidence / "summary.json").write_text('{"tool":{"name":"inbec-export"}}', "utf-8")
+    out = tmp_path / "case"
+    result = _inbec(
+        "analyze", str(evidence), "--legit-file", str(sample.legit_file), "-q", "-o", str(out)
     )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert summary["totals"]["messages_read"] == sample.message_count
+    assert summary["skipped_files"] == [
+        {"path": str(evidence / "summary.json"), "reason": "not a PST/OST, MSG, EML or mbox file"}
+    ]
 
 
 def test_small_usage_errors_say_where(tmp_path: Path) -> None:

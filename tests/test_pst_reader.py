@@ -16,6 +16,7 @@ import pytest
 from pst_helpers import (
     crash_failure,
     crash_on_names_with_crash,
+    distinct_copy,
     marked_items,
     two_items_then_segfault,
 )
@@ -418,7 +419,7 @@ def test_after_a_crash_one_new_child_reads_every_later_pst(
     source = corpus_dir / "pst" / "edrm_enron_sample.pst"
     names = ["a-good.pst", "b-crash.pst", "c-good.pst", "d-good.pst", "e-good.pst", "f-good.pst"]
     for name in names:
-        (tmp_path / name).symlink_to(source)
+        distinct_copy(source, tmp_path / name)
     monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
     started = _children_started(monkeypatch)
 
@@ -438,7 +439,7 @@ def test_a_crash_in_the_shared_reader_child_costs_that_file_only(
     files after it are read in full by a fresh child."""
     source = corpus_dir / "pst" / "pst2john_2003_no-encryption_quickquick.pst"
     for name in ("a-good.pst", "b-crash.pst", "c-good.pst"):
-        (tmp_path / name).symlink_to(source)
+        distinct_copy(source, tmp_path / name)
     monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
     alone = [e for e in PstReader().read(_evidence(source)) if isinstance(e, MessageRecord)]
 

@@ -231,6 +231,7 @@ def test_summary(case_dir: Path) -> None:
     assert summary["lookalike_domains"] == [
         {
             "domain": "globex-lnd.com",
+            "hosts": ["globex-lnd.com"],
             "imitates": "globex-ind.com",
             "techniques": ["replacement", "similarity"],
             "message_count": 2,

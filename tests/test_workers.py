@@ -237,13 +237,13 @@ def test_a_pst_that_crashes_its_worker_gives_the_failure_of_one_worker(
     failure reads as with one worker, and the other files arrive whole."""
     import multiprocessing
 
-    from pst_helpers import crash_failure, crash_on_names_with_crash
+    from pst_helpers import crash_failure, crash_on_names_with_crash, distinct_copy
 
     from inbec_export.readers import pst
 
     source = corpus_dir / "pst" / "pst2john_2003_no-encryption_quickquick.pst"
     for name in ("a-good.pst", "b-crash.pst", "c-good.pst", "d-good.pst"):
-        (tmp_path / name).symlink_to(source)
+        distinct_copy(source, tmp_path / name)
     monkeypatch.setattr(pst, "read_pst_items", crash_on_names_with_crash)
     _fork_workers(monkeypatch)
 
@@ -300,9 +300,11 @@ def test_workers_read_psts_themselves_without_a_child_of_their_own(
 ) -> None:
     import multiprocessing
 
+    from pst_helpers import distinct_copy
+
     source = corpus_dir / "pst" / "aspose_Outlook.pst"
     for index in range(4):
-        (tmp_path / f"{index}.pst").symlink_to(source)
+        distinct_copy(source, tmp_path / f"{index}.pst")
     events = iter_evidence([tmp_path], workers=2)
     next(events)
     workers = multiprocessing.active_children()

@@ -60,20 +60,36 @@ EvidenceEvent = FileOpened | FileSkipped | ReadEvent
 EVIDENCE_SUFFIXES = (".pst", ".ost", ".msg", ".eml", ".mbox", ".mbx")
 
 
-def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
+def walk_inputs(
+    inputs: Iterable[Path], own_case: Path | None = None
+) -> Iterator[Path | ItemFailure | FileSkipped]:
     """Yield every file under ``inputs`` (files and folders, recursively), sorted by path,
-    and an :class:`ItemFailure` for each folder that cannot be listed.
+    an :class:`ItemFailure` for each folder that cannot be listed, and a
+    :class:`FileSkipped` for what is not read: a file reached again under another name
+    (a symbolic link, a path spelled differently) and a case folder of this tool other
+    than ``own_case`` (the run's own ``--out``, passed over without a word).
 
     Symbolic links to folders are followed once: a folder reached again (a link loop, or
     the same folder named twice) is not walked again.
     """
-    seen: set[str] = set()
+    first: dict[str, str] = {}
     walked: set[str] = set()
+    own = os.path.realpath(own_case) if own_case is not None else None
+
+    def once(path: Path) -> Path | FileSkipped | None:
+        name, real = str(path), os.path.realpath(path)
+        earlier = first.get(real)
+        if earlier is None:
+            first[real] = name
+            return path
+        if earlier == name:  # the very same name given twice: nothing to say
+            return None
+        return FileSkipped(name, f"the same file as {earlier}: read once, under that name")
+
     for root in inputs:
         if not root.is_dir():
-            if str(root) not in seen:
-                seen.add(str(root))
-                yield root
+            if (entry := once(root)) is not None:
+                yield entry
             continue
         errors: list[OSError] = []
         for folder, subfolders, files in os.walk(root, onerror=errors.append, followlinks=True):
@@ -83,10 +99,14 @@ def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
                 continue
             walked.add(real)
             if is_case_folder(Path(folder), files):
-                # Our own output (a case folder inside the evidence, or --out there):
-                # never evidence, and reading it would make every re-run differ.
-                logger.info("%s: a case folder of inbec-export; not read as evidence", folder)
+                # A case folder is never evidence, and reading one would make every
+                # re-run differ. The run's own is passed over; another (an earlier
+                # case kept beside the evidence) is listed, so nothing under it goes
+                # unaccounted for.
                 subfolders[:] = []
+                if real != own:
+                    logger.warning("%s: a case folder of inbec-export; not read", folder)
+                    yield FileSkipped(folder, "a case folder of inbec-export: not read as evidence")
                 continue
             subfolders.sort()
             while errors:
@@ -94,24 +114,54 @@ def walk_inputs(inputs: Iterable[Path]) -> Iterator[Path | ItemFailure]:
                 where = error.filename or folder
                 yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
             for name in sorted(files):
-                path = Path(folder) / name
-                if str(path) not in seen:
-                    seen.add(str(path))
-                    yield path
+                if (entry := once(Path(folder) / name)) is not None:
+                    yield entry
         for error in errors:
             where = error.filename or str(root)
             yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
 
 
+def read_once(
+    opened: _Opened | ItemFailure | FileSkipped, first: dict[str, str]
+) -> _Opened | ItemFailure | FileSkipped:
+    """``opened``, or the :class:`FileSkipped` of :func:`repeated` when its content was
+    opened before in the run."""
+    if isinstance(opened, _Opened):
+        return repeated(opened.evidence, first) or opened
+    return opened
+
+
+def repeated(evidence: EvidenceFile, first: dict[str, str]) -> FileSkipped | None:
+    """A :class:`FileSkipped` when a file of the same content (SHA-256) as ``evidence``
+    was opened before in the run, else None; ``first`` maps each digest to the name of
+    the first file that had it, and is kept up to date.
+
+    Two copies of one evidence file hold the same items, whose documents have the same
+    ids: the second is not read again, and the summary says which file it repeats.
+    """
+    earlier = first.setdefault(evidence.sha256, evidence.path)
+    if earlier == evidence.path:
+        return None
+    return FileSkipped(
+        evidence.path, f"the same content as {earlier} (SHA-256 {evidence.sha256}): read once"
+    )
+
+
 @overload
 def iter_evidence(
-    inputs: Iterable[Path], workers: int = 1, prepare: None = None
+    inputs: Iterable[Path],
+    workers: int = 1,
+    prepare: None = None,
+    own_case: Path | None = None,
 ) -> Iterator[EvidenceEvent]: ...
 
 
 @overload
 def iter_evidence(
-    inputs: Iterable[Path], workers: int, prepare: Callable[[MessageRecord], _Prepared]
+    inputs: Iterable[Path],
+    workers: int,
+    prepare: Callable[[MessageRecord], _Prepared],
+    own_case: Path | None = None,
 ) -> Iterator[EvidenceEvent | _Prepared]: ...
 
 
@@ -119,6 +169,7 @@ def iter_evidence(
     inputs: Iterable[Path],
     workers: int = 1,
     prepare: Callable[[MessageRecord], object] | None = None,
+    own_case: Path | None = None,
 ) -> Iterator[object]:
     """Read every evidence file under ``inputs``, one event at a time.
 
@@ -133,19 +184,24 @@ def iter_evidence(
         prepare: applied to every record (after :func:`bound_record`) in the process
             that read it, and its result handed on in the record's place; it must be
             picklable and must not raise. None hands on the records themselves.
+        own_case: the run's case folder, passed over if it lies among the inputs (see
+            :func:`walk_inputs`).
+
+    A file with the content of one read before (a copy, a hard link) is not read again:
+    a :class:`FileSkipped` names the first (see :func:`read_once`).
     """
     finish = _Finish(prepare)
     if workers > 1:
         from inbec_export.readers.parallel import iter_parallel
 
-        yield from iter_parallel(inputs, workers, finish)
+        yield from iter_parallel(inputs, workers, finish, own_case)
         return
     # One reader child serves every PST/OST file of the walk, one after another, and is
     # asked for the files ahead before the current one is handed on: it reads on while
     # this process hashes the next files and analyses what was read. When this process
     # falls behind, the child also finishes (and prepares) what it reads.
     with worker_session(pst.FinishInChild(finish)):
-        ahead = _OpenedAhead(walk_inputs(inputs))
+        ahead = _OpenedAhead(walk_inputs(inputs, own_case))
         while (current := ahead.next()) is not None:
             if isinstance(current, _Opened):
                 yield from _read_opened(current, finish)
@@ -169,10 +225,11 @@ class _OpenedAhead:
     """The walk's entries (:func:`walk_inputs`), each opened and asked ahead before it
     is read, within :data:`READ_AHEAD_FILES` and :data:`READ_AHEAD_BYTES`."""
 
-    def __init__(self, entries: Iterator[Path | ItemFailure]) -> None:
-        self._entries: Iterator[Path | ItemFailure] | None = entries
+    def __init__(self, entries: Iterator[Path | ItemFailure | FileSkipped]) -> None:
+        self._entries: Iterator[Path | ItemFailure | FileSkipped] | None = entries
         self._pending: deque[_Opened | ItemFailure | FileSkipped] = deque()
         self._bytes = 0
+        self._first: dict[str, str] = {}
 
     def next(self) -> _Opened | ItemFailure | FileSkipped | None:
         """The next entry to read (None at the end), the ones after it opened."""
@@ -202,6 +259,7 @@ class _OpenedAhead:
                 self._entries = None
                 return
             opened = _open_file(entry) if isinstance(entry, Path) else entry
+            opened = read_once(opened, self._first)
             self._pending.append(opened)
             self._bytes += _size(opened)
             _read_ahead(opened)

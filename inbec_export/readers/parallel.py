@@ -207,7 +207,10 @@ class _Pool:
 
 
 def iter_parallel(
-    inputs: Iterable[Path], workers: int, finish: Callable[[MessageRecord], object]
+    inputs: Iterable[Path],
+    workers: int,
+    finish: Callable[[MessageRecord], object],
+    own_case: Path | None = None,
 ) -> Iterator[Any]:
     """Yield the events of every evidence file under ``inputs``, reading ``workers``
     files at a time in worker processes; the order is that of ``iter_evidence``.
@@ -217,16 +220,18 @@ def iter_parallel(
             walks them.
         workers: how many files are read at the same time (2 or more).
         finish: applied to each record in the worker that read it (picklable).
+        own_case: the run's case folder (see :func:`~inbec_export.readers.walk_inputs`).
 
     Returns:
         An iterator of the events of :func:`~inbec_export.readers.iter_evidence`.
     """
-    from inbec_export.readers import walk_inputs
+    from inbec_export.readers import FileSkipped, walk_inputs
 
     folder = Path(tempfile.mkdtemp(prefix="inbec-spool-"))
-    pending: deque[_Job | ItemFailure] = deque()
+    pending: deque[_Job | ItemFailure | FileSkipped] = deque()
     pool = _Pool(workers, finish)
-    paths = walk_inputs(inputs)
+    paths = walk_inputs(inputs, own_case)
+    first: dict[str, str] = {}
     started = 0
     try:
         exhausted = False
@@ -235,7 +240,7 @@ def iter_parallel(
                 entry = next(paths, None)
                 if entry is None:
                     exhausted = True
-                elif isinstance(entry, ItemFailure):
+                elif isinstance(entry, ItemFailure | FileSkipped):
                     pending.append(entry)
                 else:
                     pending.append(pool.give(entry, folder / f"{started}.spool"))
@@ -243,12 +248,12 @@ def iter_parallel(
             if not pending:
                 return
             head = pending.popleft()
-            if isinstance(head, ItemFailure):
+            if not isinstance(head, _Job):
                 yield head
                 continue
             finished = False
             try:
-                finished = yield from _drain(head, pool)
+                finished = yield from _once(_drain(head, pool), first)
             finally:
                 if finished:
                     pool.done(head)
@@ -259,7 +264,30 @@ def iter_parallel(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _running(pending: deque[_Job | ItemFailure]) -> int:
+def _once(events: Generator[Any, None, bool], first: dict[str, str]) -> Generator[Any, None, bool]:
+    """The events of one file as :func:`_drain` yields them; when its content was read
+    before in the run (:func:`~inbec_export.readers.repeated`), only the
+    :class:`~inbec_export.readers.FileSkipped` that says so, the rest drained unseen
+    (its worker had read it already, as one worker would not have)."""
+    from inbec_export.readers import FileOpened, repeated
+
+    skipped = False
+    try:
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as stop:
+                return bool(stop.value)
+            if isinstance(event, FileOpened) and (again := repeated(event.evidence, first)):
+                skipped = True
+                yield again
+            elif not skipped:
+                yield event
+    finally:
+        events.close()
+
+
+def _running(pending: deque[Any]) -> int:
     return sum(1 for job in pending if isinstance(job, _Job))
 
 
