@@ -87,6 +87,7 @@ logger = logging.getLogger(__name__)
 
 #: Every technique, most specific first; a match lists its techniques in this order.
 TECHNIQUES: tuple[str, ...] = (
+    "hidden-characters",
     "idn-homoglyph",
     "homoglyph",
     "tld-swap",
@@ -722,7 +723,7 @@ class LookalikeDetector:
         subdomain, label, suffix = _split(ascii_host)
         domain = f"{label}.{suffix}"
         if domain in self._trusted:
-            return None
+            return _hidden_characters(host, domain)
 
         if domain not in self._by_registrable:
             self._by_registrable[domain] = self._match_registrable(_name(label, suffix))
@@ -817,6 +818,52 @@ class LookalikeDetector:
         )
 
 
+def _hidden_characters(host: str, domain: str) -> LookalikeMatch | None:
+    """The match of a host whose text is not the trusted ``domain`` but becomes it once
+    IDNA (UTS #46) maps characters away: ones that do not show (zero-width space, soft
+    hyphen) or other forms of letters (full-width ``ａ``). No mail system writes a domain
+    so; a mail client shows it as the real one. None for any other host."""
+    if host.isascii():
+        return None
+    mapped = [
+        c
+        for c in dict.fromkeys(host)
+        if not c.isascii()
+        and (unicodedata.category(c) == "Cf" or unicodedata.normalize("NFKC", c) != c)
+    ]
+    if not mapped:
+        return None
+    labels = host.split(".")
+    wanted = domain.count(".") + 1
+    shown = ".".join(labels[-wanted:]) if len(labels) >= wanted else host
+    names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')}" for c in mapped)
+    return LookalikeMatch(
+        domain=shown,
+        legit_domain=domain,
+        techniques=("hidden-characters",),
+        similarity=1.0,
+        distance=0,
+        unicode=shown,
+        detail=f"written with {names}: shows as {domain}",
+    )
+
+
 def is_usable_domain(domain: str) -> bool:
-    """True when ``domain`` can serve as a legitimate or allowlisted domain of a case."""
-    return isinstance(domain, str) and _registrable_name(domain) is not None
+    """True when ``domain`` can serve as a legitimate or allowlisted domain of a case: a
+    valid host name that is not a public suffix itself (``co.uk``), whose punycode labels
+    decode."""
+    if not isinstance(domain, str):
+        return False
+    ascii_host = _valid_host(domain)
+    if ascii_host is None:
+        return False
+    _, label, suffix = split_host(ascii_host)
+    if suffix and not label:
+        return False
+    try:
+        for part in ascii_host.split("."):
+            if part.startswith("xn--"):
+                idna.decode(part, uts46=True)
+    except (UnicodeError, ValueError):
+        return False
+    return True

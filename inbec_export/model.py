@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal, TypeVar
 
 #: Body text kept per message for keyword rules, in characters.
@@ -31,6 +31,11 @@ def pickled_by_fields(cls: type[_T]) -> type[_T]:
 
     cls.__reduce__ = __reduce__  # type: ignore[assignment,method-assign]
     return cls
+
+
+#: How far a Date header may be after the delivery time (clocks drift, zones get written
+#: wrong) before the delivery time is taken as the message's time.
+DATE_AFTER_DELIVERY = timedelta(days=2)
 
 
 @pickled_by_fields
@@ -206,8 +211,24 @@ class MessageRecord:
 
     @property
     def timestamp(self) -> datetime | None:
-        """The best time for the message: Date header, else delivery, else submit time."""
+        """The best time for the message: Date header, else delivery, else submit time;
+        the delivery time when the Date header is more than :data:`DATE_AFTER_DELIVERY`
+        after it (see :meth:`date_after_delivery`)."""
+        if self.date_after_delivery():
+            return self.delivery_time
         return self.date or self.delivery_time or self.submit_time
+
+    def date_after_delivery(self) -> bool:
+        """True when the Date header claims a time more than :data:`DATE_AFTER_DELIVERY`
+        after the message was delivered: a sender cannot write after delivery, so the
+        Date is forged (an attacker's message kept at the top of a date-sorted folder)
+        or its sender's clock was wrong, and the delivery time is the message's time."""
+        if self.date is None or self.delivery_time is None:
+            return False
+        try:
+            return self.date - self.delivery_time > DATE_AFTER_DELIVERY
+        except TypeError:  # one time without a zone: not comparable
+            return False
 
     @property
     def doc_id(self) -> str:

@@ -12,6 +12,7 @@ from inbec_export.domains import (
     TECHNIQUES,
     LookalikeDetector,
     LookalikeMatch,
+    is_usable_domain,
     registrable,
     skeleton,
     to_ascii,
@@ -430,3 +431,79 @@ _HOSTLIKE = st.text(
 def test_match_never_raises(host: str) -> None:
     match = LookalikeDetector(LEGIT, allowlist=("acme-partners.com",)).match(host)
     assert match is None or match.technique in TECHNIQUES
+
+
+@pytest.mark.parametrize(
+    ("domain", "usable"),
+    [
+        ("acme-corp.com", True),
+        ("acme.co.uk", True),
+        ("mail.acme-corp.com", True),
+        ("münchen.de", True),
+        ("xn--mnchen-3ya.de", True),
+        ("", False),
+        ("com", False),
+        ("co.uk", False),  # a public suffix itself: every company under it would be legit
+        ("xn--zz.com", False),  # punycode that does not decode
+        ("not a domain", False),
+        ("192.0.2.1", False),
+    ],
+)
+def test_a_usable_case_domain_is_a_name_under_a_public_suffix(domain: str, usable: bool) -> None:
+    assert is_usable_domain(domain) is usable
+
+
+def test_a_legitimate_subdomain_says_it_stands_for_its_whole_domain(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from inbec_export.case import CaseContext
+
+    case = CaseContext(legit_domains=("spamassassin.apache.org", "acme-corp.com"))
+    assert case.legit_domains == ("acme-corp.com", "apache.org")
+    assert [r.getMessage() for r in caplog.records] == [
+        "legitimate domain spamassassin.apache.org is under apache.org: apache.org and every "
+        "name under it count as legitimate"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("host", "shown", "character"),
+    [
+        ("acme\u200b-corp.com", "acme\u200b-corp.com", "U+200B ZERO WIDTH SPACE"),
+        ("ceo.\uff41cme-corp.com", "\uff41cme-corp.com", "U+FF41 FULLWIDTH LATIN SMALL LETTER A"),
+        ("acme\u00ad-corp.com", "acme\u00ad-corp.com", "U+00AD SOFT HYPHEN"),
+    ],
+)
+def test_a_legitimate_name_written_with_hidden_characters_is_a_lookalike(
+    host: str, shown: str, character: str
+) -> None:
+    from inbec_export.case import CaseContext
+
+    case = CaseContext(legit_domains=("acme-corp.com",))
+    match = case.lookalike(host)
+    assert match is not None
+    assert (match.domain, match.legit_domain, match.techniques) == (
+        shown,
+        "acme-corp.com",
+        ("hidden-characters",),
+    )
+    assert match.detail == f"written with {character}: shows as acme-corp.com"
+    # The name itself, its subdomains and a real IDN are not.
+    for clean in ("acme-corp.com", "mail.acme-corp.com", "ACME-CORP.COM"):
+        assert case.lookalike(clean) is None
+    assert CaseContext(legit_domains=("münchen.de",)).lookalike("mail.münchen.de") is None
+
+
+def test_a_sender_on_a_hidden_character_domain_is_a_lookalike_not_legitimate() -> None:
+    from inbec_export.case import CaseContext
+    from inbec_export.ecs.documents import message_document
+    from inbec_export.model import Address, MessageRecord
+
+    record = MessageRecord(
+        evidence_path="m.eml", evidence_sha256="0" * 64, evidence_format="eml", item_id="message"
+    )
+    record.from_ = [Address("CEO", "ceo@acme\u200b-corp.com")]
+    document = message_document(record, CaseContext(legit_domains=("acme-corp.com",)), [])
+    assert document["inbec"]["sender_type"] == "lookalike"
+    assert document["inbec"]["lookalike"]["domains"] == ["acme\u200b-corp.com"]
+    assert document["inbec"]["lookalike"]["techniques"] == ["hidden-characters"]

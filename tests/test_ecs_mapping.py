@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from inbec_export.case import CaseContext
@@ -95,6 +95,23 @@ def test_exact_document_of_a_real_message(corpus_dir: Path) -> None:
         record.doc_id
         == next(e for e in iter_evidence([path]) if isinstance(e, MessageRecord)).doc_id
     )
+
+
+def test_a_legitimate_from_domain_that_dmarc_refused_is_spoofed(corpus_dir: Path) -> None:
+    """The From domain is the case's own, but the receiving server's DMARC failed: the
+    sender is not the domain's, and the document says so."""
+    path = corpus_dir / "eml" / "phishing_pot_sample-2921.eml"
+    [record] = [e for e in iter_evidence([path]) if isinstance(e, MessageRecord)]
+    assert record.from_[0].address == "notifica@bradesco.com.br"
+    spoofed = message_document(record, CaseContext(legit_domains=("bradesco.com.br",)), [])
+    assert spoofed["inbec"]["auth"]["dmarc"]["result"] == ["fail"]
+    assert spoofed["inbec"]["sender_type"] == "spoofed"
+    # The same message where failing DMARC is not counted as a failure: legitimate.
+    lenient = CaseContext(legit_domains=("bradesco.com.br",))
+    lenient.auth_failures = {**lenient.auth_failures, "dmarc": frozenset()}
+    assert message_document(record, lenient, [])["inbec"]["sender_type"] == "legitimate"
+    other = message_document(record, CaseContext(legit_domains=("acme-corp.com",)), [])
+    assert other["inbec"]["sender_type"] == "outside"
 
 
 def test_timeline_events_carry_iso_datetime_and_microseconds() -> None:
@@ -208,3 +225,22 @@ def test_related_hosts_are_names_never_ip_literals() -> None:
         "techniques": ["homoglyph", "similarity"],
         "sender": False,
     }
+
+
+def test_a_date_header_days_after_delivery_is_not_the_message_time(corpus_dir: Path) -> None:
+    """A sender cannot write after delivery: such a Date is forged or its clock wrong,
+    and the message sits at its delivery time in the timeline (the Date kept as the
+    origination time)."""
+    path = corpus_dir / "eml" / "phishing_pot_sample-7058.eml"
+    [record] = [e for e in iter_evidence([path]) if isinstance(e, MessageRecord)]
+    document = message_document(record, CaseContext(), [])
+    assert document["@timestamp"] == "2026-01-10T21:26:25.000+00:00"
+    assert document["email"]["origination_timestamp"] == "2026-10-01T00:00:00.000+00:00"
+    assert document["email"]["delivery_timestamp"] == "2026-01-10T21:26:25.000+00:00"
+    assert record.warnings == [
+        "Date header 2026-10-01T00:00:00+00:00 is 263 days after delivery "
+        "2026-01-10T21:26:25+00:00; the delivery time is taken as the message's time"
+    ]
+    # A day late is clock drift, not a reason to distrust the Date.
+    record.date = record.delivery_time + timedelta(hours=30)  # type: ignore[operator]
+    assert record.timestamp == record.date

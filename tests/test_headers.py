@@ -234,3 +234,12 @@ def test_debris_of_malformed_address_headers_is_no_mailbox() -> None:
         Address(name="", address="z@[203.0.113.7]"),
         Address(name="a<b", address="c@d.e"),
     ]
+
+
+def test_an_ipv6_zone_is_dropped_from_the_address() -> None:
+    from inbec_export.readers.headers import normalise_ip
+
+    assert normalise_ip("fe80::1%eth0") == "fe80::1"
+    assert normalise_ip("[IPv6:FE80::1%25]") == "fe80::1"
+    assert normalise_ip("2001:db8::1") == "2001:db8::1"
+    assert parse_originating_ips(["fe80::1%eth0, fe80::1"]) == ["fe80::1"]

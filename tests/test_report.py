@@ -319,3 +319,18 @@ def test_report_command_refuses_what_is_not_a_complete_case(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "incomplete: run inbec analyze again" in result.output
     assert not (tmp_path / "report.html").exists()
+    for part, value, kind in (("totals", '"x"', "str"), ("case", "[]", "list")):
+        (tmp_path / "summary.json").write_text(
+            f'{{"status": "complete", "{part}": {value}}}', "utf-8"
+        )
+        result = runner.invoke(app, ["report", str(tmp_path)])
+        assert result.exit_code == 2
+        assert result.output.replace("\n", "") == (
+            f"error: cannot read {tmp_path / 'summary.json'}: '{part}' is a {kind}, not an "
+            "object (was the file edited?)"
+        )
+    (tmp_path / "summary.json").write_text('{"status": "complete", "evidence": [1]}', "utf-8")
+    result = runner.invoke(app, ["report", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "'evidence' holds a int" in result.output
+    assert not (tmp_path / "report.html").exists()

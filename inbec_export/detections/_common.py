@@ -116,8 +116,9 @@ def message_hosts(record: MessageRecord) -> Iterator[tuple[str, str, Address | N
 
 
 def lookalike_of(case: CaseContext, host: str | None) -> LookalikeMatch | None:
-    """The lookalike match of ``host``; never one for a legitimate or allowlisted domain."""
-    if not host or not is_hostname(host) or case.is_trusted(host):
+    """The lookalike match of ``host``; never one for a legitimate or allowlisted domain
+    (but for one written with characters that map away, see ``hidden-characters``)."""
+    if not host or not is_hostname(host) or (host.isascii() and case.is_trusted(host)):
         return None
     return case.lookalike(host)
 

@@ -14,6 +14,8 @@ from typing import Any
 
 from inbec_export import ECS_VERSION, __version__
 from inbec_export.case import CaseContext
+from inbec_export.detections._common import auth_failures
+from inbec_export.detections.auth_failure import FROM_DOMAIN_METHODS
 from inbec_export.domains import registrable
 from inbec_export.model import (
     ADDRESS_FIELDS,
@@ -157,11 +159,18 @@ def _lookalike(record: MessageRecord, case: CaseContext, hosts: list[str]) -> di
         if match is not None:
             matches[match.domain] = match
     from_domains = {registrable(a.domain) for a in record.from_ if a.domain}
+    # A From domain with hidden characters maps onto the legitimate one: its own match
+    # says it is a lookalike.
+    hidden = any(
+        not a.domain.isascii() and case.lookalike(a.domain) is not None
+        for a in record.from_
+        if a.domain
+    )
     return {
         "domains": sorted(matches),
         "legit_domains": sorted({m.legit_domain for m in matches.values()}),
         "techniques": sorted({t for m in matches.values() for t in m.techniques}),
-        "sender": any(domain in matches for domain in from_domains),
+        "sender": hidden or any(domain in matches for domain in from_domains),
     }
 
 
@@ -226,7 +235,7 @@ def message_document(
             "submit_timestamp": iso(record.submit_time),
             "display_names": _given({f: _names(record.addresses(f)) for f in ADDRESS_FIELDS}),
             "return_path": _given({"address": _addresses(record.return_path)}),
-            "sender_type": _sender_type(from_domains, lookalike["sender"], case),
+            "sender_type": _sender_type(from_domains, lookalike["sender"], case, record),
             "from_domain": _unique(registrable(d) for d in from_domains),
             "reply_to_domain": _unique(registrable(a.domain) for a in record.reply_to),
             "in_reply_to": record.in_reply_to,
@@ -338,13 +347,21 @@ def _hop_documents(record: MessageRecord) -> list[Document]:
     return [document for document in documents if document]
 
 
-def _sender_type(from_domains: list[str], is_lookalike: bool, case: CaseContext) -> str:
-    """Classify the From domain(s): lookalike, legitimate, allowlisted, outside or unknown."""
+def _sender_type(
+    from_domains: list[str], is_lookalike: bool, case: CaseContext, record: MessageRecord
+) -> str:
+    """Classify the From domain(s): lookalike, legitimate, spoofed (a legitimate domain
+    that the receiving server's DMARC or compauth did not authenticate), allowlisted,
+    outside or unknown."""
     if is_lookalike:
         return "lookalike"
     if not from_domains:
         return "unknown"
     if all(case.is_legit(d) for d in from_domains):
+        if any(
+            result.method.lower() in FROM_DOMAIN_METHODS for result in auth_failures(case, record)
+        ):
+            return "spoofed"
         return "legitimate"
     if all(case.is_trusted(d) for d in from_domains):
         return "allowlisted"

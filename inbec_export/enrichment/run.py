@@ -128,10 +128,12 @@ class Enricher:
 
     def run(self, findings: list[Finding]) -> list[Finding]:
         """Look the indicators of ``findings`` up; lookalike findings learn their age."""
+        # A domain written with hidden characters (not ASCII, not punycode) is in no
+        # registry: looked up, it would answer for the legitimate domain it shows as.
         domains = [
             _target(f, f.key, "domain-name", "lookalike domain")
             for f in findings
-            if f.rule_id == "lookalike-domain"
+            if f.rule_id == "lookalike-domain" and f.key.isascii()
         ]
         ips = [
             _target(f, f.key, _ip_type(f.key), "originating IP")

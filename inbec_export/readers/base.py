@@ -40,6 +40,12 @@ class Reader(ABC):
     def sniff(cls, head: bytes) -> bool:
         """True if ``head`` (the first :data:`SNIFF_BYTES` of a file) is this format."""
 
+    @classmethod
+    def sniff_named(cls, head: bytes, name: str) -> bool:
+        """True if ``head`` is this format given that the file is called ``name`` (a
+        weaker test than :meth:`sniff`, for content too short to tell on its own)."""
+        return False
+
     @abstractmethod
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
         """Yield the records, failures and non-mail items of ``evidence``."""
@@ -98,11 +104,15 @@ def reader_for(format_name: str) -> type[Reader]:
 
 
 def sniff_format(path: Path) -> EvidenceFormat | None:
-    """Recognise the evidence format of ``path`` from its content, or None."""
+    """Recognise the evidence format of ``path`` from its content (then, for content too
+    short to tell, from its content and its name), or None."""
     with path.open("rb") as handle:
         head = handle.read(SNIFF_BYTES)
     for reader in _REGISTRY:
         if reader.sniff(head):
+            return reader.format
+    for reader in _REGISTRY:
+        if reader.sniff_named(head, path.name):
             return reader.format
     return None
 

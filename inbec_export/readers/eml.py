@@ -46,6 +46,18 @@ class EmlReader(Reader):
         # and no end of the header block in sight: still a message.
         return len(markers) == 1 and len(block) == len(text) and _MARKERS.match(text) is not None
 
+    @classmethod
+    def sniff_named(cls, head: bytes, name: str) -> bool:
+        # A file named .eml whose header block holds one known field (``From:`` alone,
+        # a message stripped down to its sender) is still a message.
+        if not name.lower().endswith(".eml"):
+            return False
+        text = head.lstrip(b"\r\n\t \xef\xbb\xbf")
+        if b"\x00" in text or not _FIELD_LINE.match(text.split(b"\n", 1)[0]):
+            return False
+        block = re.split(rb"\r?\n\r?\n", text, maxsplit=1)[0]
+        return _MARKERS.search(block) is not None
+
     def read(self, evidence: EvidenceFile) -> Iterator[ReadEvent]:
         if evidence.size > MAX_EML_BYTES:
             yield ItemFailure(evidence.path, None, f"larger than {MAX_EML_BYTES} bytes; not read")

@@ -276,7 +276,12 @@ def parse_message_ids(value: str | None) -> list[str]:
 
 
 def normalise_ip(text: str | None) -> str | None:
-    """Return a canonical IP address from ``text`` (brackets, ``IPv6:`` tolerated)."""
+    """Return a canonical IP address from ``text`` (brackets, ``IPv6:`` tolerated).
+
+    An IPv6 zone (``fe80::1%eth0``) names an interface of the machine that wrote the
+    header, not part of the address: it is dropped (search servers' ``ip`` fields refuse
+    it, and the same address seen with and without one is one address).
+    """
     if not text:
         return None
     candidate = text.strip().strip("[]").strip()
@@ -287,9 +292,12 @@ def normalise_ip(text: str | None) -> str | None:
     if candidate.lower().startswith("ipv6:"):
         candidate = candidate[5:]
     try:
-        return str(ipaddress.ip_address(candidate))
+        address = ipaddress.ip_address(candidate)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+        address = ipaddress.IPv6Address(candidate.partition("%")[0])
+    return str(address)
 
 
 def parse_originating_ips(values: list[str]) -> list[str]:

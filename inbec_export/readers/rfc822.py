@@ -10,14 +10,22 @@ import email.policy
 import hashlib
 import logging
 import quopri
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from email import errors
 from email.message import Message
 from typing import Any, TypeVar
 
-from inbec_export.model import BODY_CAP_CHARS, Attachment, Headers, MessageRecord, ReadEvent
+from inbec_export.model import (
+    BODY_CAP_CHARS,
+    DATE_AFTER_DELIVERY,
+    Attachment,
+    Headers,
+    MessageRecord,
+    ReadEvent,
+)
 from inbec_export.readers import headers as h
 
 logger = logging.getLogger(__name__)
@@ -186,8 +194,9 @@ def apply_headers(record: MessageRecord, headers: Headers) -> None:
     record.has_transport_headers = bool(headers.get_all("received")) or "from" in headers
 
 
-#: A Date header further than this from the delivery time is reported on the record.
-DATE_DELIVERY_TOLERANCE = timedelta(days=2)
+#: A Date header further than this from the delivery time is reported on the record
+#: (one that far after it is not the message's time: see MessageRecord.timestamp).
+DATE_DELIVERY_TOLERANCE = DATE_AFTER_DELIVERY
 
 
 def _check_date(record: MessageRecord) -> None:
@@ -195,10 +204,12 @@ def _check_date(record: MessageRecord) -> None:
         return
     gap = record.delivery_time - record.date
     if abs(gap) > DATE_DELIVERY_TOLERANCE:
+        after = gap.total_seconds() < 0
         record.warnings.append(
             f"Date header {record.date.isoformat()} is {abs(gap).days} days "
-            f"{'before' if gap.total_seconds() > 0 else 'after'} delivery "
+            f"{'after' if after else 'before'} delivery "
             f"{record.delivery_time.isoformat()}"
+            + ("; the delivery time is taken as the message's time" if after else "")
         )
 
 
@@ -402,6 +413,11 @@ def fill_body_and_attachments(
             if count < MAX_ATTACHMENTS:
                 data = _message_bytes(part, record) if ctype == "message/rfc822" else None
                 record.attachments.append(_attachment(part, filename, ctype, data))
+                if data is None and _bad_base64(part):
+                    record.warnings.append(
+                        f"attachment {filename or ctype!r}: its base64 content is damaged; "
+                        "the size and SHA-256 are those of what could be decoded"
+                    )
                 if data and embedded is not None:
                     embedded.append((count, data))
             count += 1
@@ -468,6 +484,23 @@ def _payload_bytes(part: Message) -> bytes:
     return b""
 
 
+#: A byte that base64 content may not hold (whitespace is removed before the test).
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
+
+
+def _bad_base64(part: Message) -> bool:
+    """True when decoding ``part`` (already done) found its base64 content damaged."""
+    return any(
+        isinstance(
+            d,
+            errors.InvalidBase64CharactersDefect
+            | errors.InvalidBase64PaddingDefect
+            | errors.InvalidBase64LengthDefect,
+        )
+        for d in getattr(part, "defects", ())
+    )
+
+
 def _message_bytes(part: Message, record: MessageRecord) -> bytes:
     """The bytes of an attached message (``message/rfc822``); empty, with a warning, when
     it cannot be had.
@@ -484,7 +517,19 @@ def _message_bytes(part: Message, record: MessageRecord) -> bytes:
     encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
     try:
         if encoding == "base64":
-            return base64.b64decode(b"".join(data.split()), validate=False)
+            compact = b"".join(data.split())
+            try:
+                return base64.b64decode(compact, validate=True)
+            except (ValueError, binascii.Error):
+                # Characters outside the alphabet: what the rest decodes to is kept,
+                # and the message says that it is not the whole attachment.
+                decoded = base64.b64decode(compact, validate=False)
+                outside = len(_NOT_BASE64.findall(compact))
+                record.warnings.append(
+                    f"attached message in base64 has {outside} characters outside the "
+                    f"base64 alphabet; {len(decoded)} bytes decoded from the rest"
+                )
+                return decoded
         if encoding == "quoted-printable":
             return quopri.decodestring(data)
     except (ValueError, binascii.Error) as exc:

@@ -59,7 +59,7 @@ _ENCODE_ERRORS = "backslashreplace"
 
 #: Control characters (C0, DEL, C1) and Unicode line breaks: escaped, so that a terminal
 #: acts on none and every row stays one line.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 #: Characters that make a spreadsheet read a cell as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -67,7 +67,8 @@ _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 def csv_cell(value: object) -> str:
     """A CSV cell that a spreadsheet shows as text, never runs as a formula, and that a
-    terminal shows without acting on escape sequences (``ESC`` becomes ``\x1b``)."""
+    terminal shows without acting on escape sequences (``ESC`` becomes ``\\x1b``); a file
+    name byte that is not UTF-8 is written ``\\xff``, as the JSON files write it."""
     text = "" if value is None else str(value)
     if text.startswith(_FORMULA_START):
         text = "'" + text
@@ -76,6 +77,8 @@ def csv_cell(value: object) -> str:
 
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
+    if 0xDC80 <= code <= 0xDCFF:  # a file name byte that is not UTF-8, as in the JSON files
+        return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 

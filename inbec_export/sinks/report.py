@@ -502,6 +502,7 @@ def gather(case_dir: Path, messages: TimelineCounts | None = None) -> ReportData
         raise UsageError(f"cannot read {summary_path}: {exc}") from exc
     if not isinstance(summary, dict) or summary.get("status") != "complete":
         raise UsageError(f"the case in {case_dir} is incomplete: run inbec analyze again")
+    _check_summary_shape(summary, summary_path)
 
     data = ReportData(summary)
     for document in _documents(case_dir / FINDINGS_FILE):
@@ -1018,6 +1019,25 @@ def render(data: ReportData) -> str:
             "</body></html>\n",
         )
     )
+
+
+#: The parts of ``summary.json`` the report reads, and the JSON type each must have.
+_SUMMARY_SHAPE: dict[str, type] = {"totals": dict, "case": dict, "evidence": list}
+
+
+def _check_summary_shape(summary: dict[str, Any], path: Path) -> None:
+    """Refuse, in one line, a ``summary.json`` whose parts are not what the tool writes
+    (an edited or damaged file), instead of failing half-way through the page."""
+    for key, kind in _SUMMARY_SHAPE.items():
+        value = summary.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise UsageError(
+                f"cannot read {path}: {key!r} is a {type(value).__name__}, not "
+                f"{'an object' if kind is dict else 'a list'} (was the file edited?)"
+            )
+    for item in summary.get("evidence") or []:
+        if not isinstance(item, dict):
+            raise UsageError(f"cannot read {path}: 'evidence' holds a {type(item).__name__}")
 
 
 def write_report(case_dir: Path, messages: TimelineCounts | None = None) -> Path:
