@@ -437,3 +437,27 @@ def test_damaged_base64_attachments_are_said_to_be_incomplete(tmp_path: Path) ->
     sizes = [(a.name, a.size) for a in record.attachments]
     assert sizes == [(None, 0), ("inv.pdf", 9), ("good.pdf", 9)]
     assert record.attachments[2].sha256 == hashlib.sha256(b"%PDF-1.4\n").hexdigest()
+
+
+def test_an_unescaped_from_line_inside_a_paragraph_is_body_text(tmp_path: Path) -> None:
+    """A "From " line separates messages after an empty line, or when a header field
+    follows it (messages run together); inside a paragraph it is the body's."""
+    path = tmp_path / "loose.mbox"
+    path.write_bytes(
+        b"From alice@example.com Mon Jan  1 10:00:00 2024\n"
+        b"From: alice@example.com\nSubject: one\n\n"
+        b"Hello,\nFrom nobody's point of view this is fine.\nBye\n\n"
+        b"From bob@example.com Mon Jan  1 11:00:00 2024\n"
+        b"From: bob@example.com\nSubject: two\n\nBody two\n"
+        b"From carol@example.com Mon Jan  1 12:00:00 2024\n"
+        b"From: carol@example.com\nSubject: three\n\nBody three\n"
+        b"From the desk of Carol\n"
+    )
+    records = _records(path)
+    assert [(r.item_id, r.subject) for r in records] == [
+        ("message 0", "one"),
+        ("message 1", "two"),
+        ("message 2", "three"),
+    ]
+    assert records[0].body == "Hello,\nFrom nobody's point of view this is fine.\nBye\n\n"
+    assert records[2].body == "Body three\nFrom the desk of Carol\n"

@@ -14,6 +14,8 @@ MAX_MBOX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 _FROM_LINE = re.compile(rb"^From \S*")
 _ESCAPED_FROM = re.compile(rb"^>(>*From )")
+#: A header field line (RFC 5322 field name, then a colon).
+_HEADER_FIELD = re.compile(rb"^[!-9;-~]+:")
 
 
 @register
@@ -52,30 +54,65 @@ class MboxReader(Reader):
 
 
 def _split(path: str) -> Iterator[tuple[int, bytes, bool]]:
-    """Yield ``(index, message bytes, oversized)`` for each message, reading line by line."""
+    """Yield ``(index, message bytes, oversized)`` for each message, reading line by line.
+
+    A line starting "From " separates messages when it follows an empty line (as every
+    writer puts one; writers escape such lines in bodies as ">From "), or when the line
+    after it is a header field (messages run together with no empty line between them).
+    A "From " line inside a paragraph of a body that was not escaped is body text.
+    """
     index = -1
     lines: list[bytes] = []
     size = 0
     oversized = False
+    after_empty = True  # the start of the file counts as an empty line
+    held: bytes | None = None  # a "From " line inside text: the next line decides
     with open(path, "rb") as handle:
         for line in handle:
-            # Like Python's mailbox module, every line starting "From " separates
-            # messages; writers escape such lines in bodies as ">From ".
+            if held is not None:
+                separator, held_line, held = bool(_HEADER_FIELD.match(line)), held, None
+                if separator:
+                    yield index, b"".join(lines), oversized
+                    index += 1
+                    lines, size, oversized = [], 0, False
+                else:
+                    size, oversized = _add(lines, held_line, size, oversized)
             if line.startswith(b"From "):
+                if index >= 0 and not after_empty:
+                    held, after_empty = line, False
+                    continue
                 if index >= 0:
                     yield index, b"".join(lines), oversized
                 index += 1
                 lines, size, oversized = [], 0, False
+                after_empty = False
                 continue
+            after_empty = line == b"\n" or line == b"\r\n"
             if index < 0:
                 continue
             size += len(line)
             if size > MAX_MBOX_MESSAGE_BYTES:
                 oversized = True
-                lines = []
+                lines.clear()
                 continue
             if not oversized:
                 # Only a line that starts with ">" can be an escaped "From " line.
                 lines.append(_ESCAPED_FROM.sub(rb"\1", line) if line[:1] == b">" else line)
+    if held is not None:
+        size, oversized = _add(lines, held, size, oversized)
     if index >= 0:
         yield index, b"".join(lines), oversized
+
+
+def _add(lines: list[bytes], line: bytes, size: int, oversized: bool) -> tuple[int, bool]:
+    """Add a held ``line`` to the message being split (as the loop of :func:`_split`
+    adds the others); its new size and whether it is now over
+    :data:`MAX_MBOX_MESSAGE_BYTES` (then nothing more is kept)."""
+    size += len(line)
+    if size > MAX_MBOX_MESSAGE_BYTES:
+        lines.clear()
+        return size, True
+    if not oversized:
+        # Only a line that starts with ">" can be an escaped "From " line.
+        lines.append(_ESCAPED_FROM.sub(rb"\1", line) if line[:1] == b">" else line)
+    return size, oversized
