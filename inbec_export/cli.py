@@ -267,12 +267,18 @@ GeoIpOption = Annotated[
         "--geoip-db", help="MaxMind City/Country or ASN database file, offline (repeatable)."
     ),
 ]
+#: Most ``--workers`` accepted.
+MAX_WORKERS = 64
+
 WorkersOption = Annotated[
     int,
     typer.Option(
         "--workers",
         help="Evidence files read at the same time, in worker processes (same results).",
         min=1,
+        # Each worker is a process with a file open: past the processors, more only
+        # cost memory; a slip of the keyboard must not start thousands.
+        max=MAX_WORKERS,
     ),
 ]
 DEFAULT_OUT = Path("inbec-case")

@@ -64,6 +64,9 @@ def test_bad_options_are_usage_errors(tmp_path: Path) -> None:
     bad_auth = runner.invoke(app, ["analyze", str(eml), "--auth-fail", "spf", "-o", "c"])
     assert bad_auth.exit_code == 2
     assert "write it as method=result" in bad_auth.output
+    too_many = runner.invoke(app, ["analyze", str(eml), "--workers", "100000", "-o", "c"])
+    assert too_many.exit_code == 2
+    assert "100000 is not in the range 1<=x<=64" in too_many.output
 
 
 def test_one_message_analysis_exits_zero_and_says_where(tmp_path: Path) -> None:
