@@ -1225,7 +1225,7 @@ def test_payment_language_names_the_ibans_asked_for() -> None:
     only_number = rec("2", body="Pay to GB82 WEST 1234 5698 7654 32 from now on.")
     findings = run(PaymentLanguageRule, [record, only_number])
     assert [(f.severity, f.evidence["ibans"]) for f in findings] == [
-        ("medium", ["LT121000011101001000"]),
+        ("high", ["LT121000011101001000"]),
         ("low", ["GB82WEST12345698765432"]),
     ]
     assert findings[0].reason == (
@@ -1248,10 +1248,29 @@ def test_payment_language_names_lookalike_and_auth_context() -> None:
         auth=[_ar("dmarc", "fail", "acrne-corp.com")],
     )
     finding = only(run(PaymentLanguageRule, [record]))
-    assert finding.severity == "medium"
+    assert finding.severity == "high"
     assert finding.reason.endswith("; lookalike acrne-corp.com; auth dmarc=fail (acrne-corp.com)")
     assert finding.evidence["outside_sender"] is True
     assert finding.indicators == [Indicator("domain-name", "acrne-corp.com")]
+
+
+def test_payment_language_is_high_when_the_one_asking_poses_as_a_party() -> None:
+    """High: the sender is a lookalike, or a legitimate address DMARC refused. Medium: a
+    lookalike elsewhere in the message, or an outside sender. Urgency alone: low."""
+    ask = "Please use our updated remittance instructions."
+    spoofed = rec("1", "cfo@acme-corp.com", body=ask, auth=[_ar("dmarc", "fail", "acme-corp.com")])
+    copied = rec("2", "jane@acme-corp.com", cc=["bob@acrne-corp.com"], body=ask)
+    outside = rec("3", "bob@example.net", body=ask)
+    hurried = rec("4", "bob@acrne-corp.com", body="Urgent, please reply asap.")
+    legit = rec("5", "jane@acme-corp.com", body=ask)
+    findings = run(PaymentLanguageRule, [spoofed, copied, outside, hurried, legit])
+    assert [(f.messages[0].item_id, f.severity) for f in findings] == [
+        ("1", "high"),
+        ("2", "medium"),
+        ("3", "medium"),
+        ("4", "low"),
+        ("5", "low"),
+    ]
 
 
 # --- with the real lookalike engine ----------------------------------------------------

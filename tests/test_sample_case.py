@@ -86,9 +86,10 @@ def test_expected_findings_exactly(case_dir: Path, message_ids: dict[str, str]) 
         ("display-name-impersonation", f"marco bellini|{s.LOOKALIKE_ADDRESS}", "critical"),
         ("display-name-impersonation", f"giulia conti|{s.LOOKALIKE_CC_ADDRESS}", "critical"),
         ("originating-ip", s.ATTACKER_ORIGINATING_IP, "medium"),
-        # Payment language: medium where a lookalike, outside sender or failed
-        # authentication goes with it, low on the legitimate invoice mail.
-        ("payment-language", s.MSGID_INTRUSION, "medium"),
+        # Payment language: high where the lookalike itself asks, medium where a
+        # lookalike, outside sender or failed authentication goes with it, low on the
+        # legitimate invoice mail.
+        ("payment-language", s.MSGID_INTRUSION, "high"),
         ("payment-language", s.MSGID_REPLY_TO_ATTACKER, "medium"),
         ("payment-language", s.MSGID_BANK_LETTER, "medium"),
         ("payment-language", s.MSGID_CFO_IMPERSONATION, "medium"),

@@ -16,11 +16,14 @@ check (ISO 7064). They are listed, without spaces, in the evidence (``ibans``) a
 reason after the phrases, and an IBAN alone counts as the phrase "IBAN": it is the account
 the money is asked to go to.
 
-Severity is medium when the message has a payment phrase other than urgency ("urgent",
-"asap") and also involves a lookalike domain, comes from a sender outside the legitimate
-and allowlisted domains (only when the case names legitimate domains), or failed
-authentication (as ``auth-failure`` counts it); else low. Urgency alone stays low
-whatever goes with it: list digests and newsletters say "urgent" all the time.
+Severity is high when the message has a payment phrase other than urgency ("urgent",
+"asap") and its sender is a lookalike, or is on a legitimate domain that DMARC or
+compauth refused (the money is asked for by someone posing as a party to the deal);
+medium when such a phrase goes with a lookalike domain elsewhere in the message, a sender
+outside the legitimate and allowlisted domains (only when the case names legitimate
+domains), or failed authentication (as ``auth-failure`` counts it); else low. Urgency
+alone stays low whatever goes with it: list digests and newsletters say "urgent" all the
+time.
 
 Limitations: English phrases plus a few German ones; plain words such as "invoice" or
 "payment" are left out on purpose, since every supplier uses them. Text in attachments
@@ -39,10 +42,12 @@ from inbec_export.detections._common import (
     auth_failures,
     auth_label,
     iso,
+    lookalike_of,
     message_lookalikes,
     sender_of,
     when,
 )
+from inbec_export.detections.auth_failure import FROM_DOMAIN_METHODS
 from inbec_export.detections.base import Rule, register
 from inbec_export.domains import registrable
 from inbec_export.model import Finding, Indicator, MessageRecord, MessageRef
@@ -312,7 +317,15 @@ class PaymentLanguageRule(Rule):
             and sender is not None
             and not self.case.is_trusted(sender.domain)
         )
-        failures = list(dict.fromkeys(auth_label(r) for r in auth_failures(self.case, record)))
+        failed = auth_failures(self.case, record)
+        failures = list(dict.fromkeys(auth_label(r) for r in failed))
+        posing = sender is not None and (
+            lookalike_of(self.case, sender.domain) is not None
+            or (
+                self.case.is_legit(sender.domain)
+                and any(r.method.lower() in FROM_DOMAIN_METHODS for r in failed)
+            )
+        )
         context: list[str] = []
         if lookalikes:
             context.append("lookalike " + ", ".join(lookalikes))
@@ -347,7 +360,13 @@ class PaymentLanguageRule(Rule):
             Finding(
                 rule_id=self.id,
                 rule_name=self.name,
-                severity="medium" if context and beyond_urgency else "low",
+                severity=(
+                    "high"
+                    if posing and beyond_urgency
+                    else "medium"
+                    if context and beyond_urgency
+                    else "low"
+                ),
                 reason=reason,
                 key=record.doc_id,
                 evidence=evidence,
