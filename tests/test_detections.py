@@ -1273,6 +1273,28 @@ def test_payment_language_is_high_when_the_one_asking_poses_as_a_party() -> None
     ]
 
 
+def test_urgency_alone_in_list_traffic_gives_no_payment_finding() -> None:
+    digest = rec(
+        "1",
+        "list@lists.example.org",
+        body="Urgent: please reply asap.",
+        headers=[("List-Id", "<dev.lists.example.org>")],
+    )
+    bulk = rec("2", "news@example.org", body="URGENT update", headers=[("Precedence", "bulk")])
+    asking = rec(
+        "3",
+        "list@lists.example.org",
+        body="Please use our new bank account asap.",
+        headers=[("List-Id", "<dev.lists.example.org>")],
+    )
+    direct = rec("4", "bob@example.net", body="Urgent: please reply asap.")
+    findings = run(PaymentLanguageRule, [digest, bulk, asking, direct])
+    assert [(f.messages[0].item_id, f.evidence["phrases"]) for f in findings] == [
+        ("3", ["new bank account", "urgent"]),
+        ("4", ["urgent"]),
+    ]
+
+
 # --- with the real lookalike engine ----------------------------------------------------
 
 

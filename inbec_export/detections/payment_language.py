@@ -16,6 +16,10 @@ check (ISO 7064). They are listed, without spaces, in the evidence (``ibans``) a
 reason after the phrases, and an IBAN alone counts as the phrase "IBAN": it is the account
 the money is asked to go to.
 
+Urgency alone in a message that comes through a mailing list (List-Id, List-Post,
+Precedence list or bulk) gives no finding: digests and announcements say "urgent" all
+the time and ask for no money.
+
 Severity is high when the message has a payment phrase other than urgency ("urgent",
 "asap") and its sender is a lookalike, or is on a legitimate domain that DMARC or
 compauth refused (the money is asked for by someone posing as a party to the deal);
@@ -41,6 +45,7 @@ from collections.abc import Iterable, Iterator
 from inbec_export.detections._common import (
     auth_failures,
     auth_label,
+    is_list_message,
     iso,
     lookalike_of,
     message_lookalikes,
@@ -310,6 +315,9 @@ class PaymentLanguageRule(Rule):
         if not in_subject and not in_body:
             return ()
         labels = [label for label in _LABELS if label in in_subject or label in in_body]
+        if URGENCY_LABELS.issuperset(labels) and is_list_message(record):
+            # "Urgent" in list traffic (digests, announcements) asks for no money.
+            return ()
         sender = sender_of(record)
         lookalikes = sorted(message_lookalikes(self.case, record))
         outside = bool(
