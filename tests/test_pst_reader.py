@@ -338,12 +338,13 @@ def test_worker_crash_keeps_items_and_reports_the_file(
 def _marked_walk(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, names: list[str]
 ) -> tuple[Iterator[object], Path]:
-    """PSTs of 100 bytes each, read by ``marked_items``: the walk's events, after the
-    first file was opened and before anything of it is handed on, and the marks."""
+    """PSTs of 100 bytes each (each its own content: a copy is read once), read by
+    ``marked_items``: the walk's events, after the first file was opened and before
+    anything of it is handed on, and the marks."""
     evidence = tmp_path / "evidence"
     evidence.mkdir()
     for name in names:
-        (evidence / name).write_bytes(b"!BDN" + bytes(96))
+        (evidence / name).write_bytes((b"!BDN" + name.encode()).ljust(100, b"\0"))
     monkeypatch.setattr(pst, "read_pst_items", marked_items)
     events = iter_evidence([evidence])
     opened = next(events)

@@ -60,36 +60,41 @@ EvidenceEvent = FileOpened | FileSkipped | ReadEvent
 EVIDENCE_SUFFIXES = (".pst", ".ost", ".msg", ".eml", ".mbox", ".mbx")
 
 
+#: Why a file reached again in a walk (named twice, through a link) is not read again.
+REACHED_AGAIN = "the same file as one given before (under another name or a link): read once"
+
+
 def walk_inputs(
     inputs: Iterable[Path], own_case: Path | None = None
 ) -> Iterator[Path | ItemFailure | FileSkipped]:
     """Yield every file under ``inputs`` (files and folders, recursively), sorted by path,
     an :class:`ItemFailure` for each folder that cannot be listed, and a
-    :class:`FileSkipped` for what is not read: a file reached again under another name
-    (a symbolic link, a path spelled differently) and a case folder of this tool other
+    :class:`FileSkipped` for what is not read: a file reached again (named twice, through
+    a symbolic link, by a path spelled differently) and a case folder of this tool other
     than ``own_case`` (the run's own ``--out``, passed over without a word).
 
     Symbolic links to folders are followed once: a folder reached again (a link loop, or
     the same folder named twice) is not walked again.
     """
-    first: dict[str, str] = {}
+    seen: set[tuple[int, int]] = set()
     walked: set[str] = set()
     own = os.path.realpath(own_case) if own_case is not None else None
 
-    def once(path: Path) -> Path | FileSkipped | None:
-        name, real = str(path), os.path.realpath(path)
-        earlier = first.get(real)
-        if earlier is None:
-            first[real] = name
-            return path
-        if earlier == name:  # the very same name given twice: nothing to say
-            return None
-        return FileSkipped(name, f"the same file as {earlier}: read once, under that name")
+    def once(path: Path) -> Path | FileSkipped:
+        # A file is its device and inode, whatever the name: one system call a file.
+        try:
+            info = os.stat(path)
+        except OSError:
+            return path  # gone, or a broken link: opening it says so
+        key = (info.st_dev, info.st_ino)
+        if key in seen:
+            return FileSkipped(str(path), REACHED_AGAIN)
+        seen.add(key)
+        return path
 
     for root in inputs:
         if not root.is_dir():
-            if (entry := once(root)) is not None:
-                yield entry
+            yield once(root)
             continue
         errors: list[OSError] = []
         for folder, subfolders, files in os.walk(root, onerror=errors.append, followlinks=True):
@@ -114,15 +119,14 @@ def walk_inputs(
                 where = error.filename or folder
                 yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
             for name in sorted(files):
-                if (entry := once(Path(folder) / name)) is not None:
-                    yield entry
+                yield once(Path(folder) / name)
         for error in errors:
             where = error.filename or str(root)
             yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
 
 
 def read_once(
-    opened: _Opened | ItemFailure | FileSkipped, first: dict[str, str]
+    opened: _Opened | ItemFailure | FileSkipped, first: dict[bytes, str]
 ) -> _Opened | ItemFailure | FileSkipped:
     """``opened``, or the :class:`FileSkipped` of :func:`repeated` when its content was
     opened before in the run."""
@@ -131,15 +135,16 @@ def read_once(
     return opened
 
 
-def repeated(evidence: EvidenceFile, first: dict[str, str]) -> FileSkipped | None:
+def repeated(evidence: EvidenceFile, first: dict[bytes, str]) -> FileSkipped | None:
     """A :class:`FileSkipped` when a file of the same content (SHA-256) as ``evidence``
-    was opened before in the run, else None; ``first`` maps each digest to the name of
-    the first file that had it, and is kept up to date.
+    was opened before in the run, else None; ``first`` maps each digest (its 32 bytes:
+    a run may open a million small files) to the name of the first file that had it,
+    and is kept up to date.
 
     Two copies of one evidence file hold the same items, whose documents have the same
     ids: the second is not read again, and the summary says which file it repeats.
     """
-    earlier = first.setdefault(evidence.sha256, evidence.path)
+    earlier = first.setdefault(bytes.fromhex(evidence.sha256), evidence.path)
     if earlier == evidence.path:
         return None
     return FileSkipped(
@@ -229,7 +234,7 @@ class _OpenedAhead:
         self._entries: Iterator[Path | ItemFailure | FileSkipped] | None = entries
         self._pending: deque[_Opened | ItemFailure | FileSkipped] = deque()
         self._bytes = 0
-        self._first: dict[str, str] = {}
+        self._first: dict[bytes, str] = {}
 
     def next(self) -> _Opened | ItemFailure | FileSkipped | None:
         """The next entry to read (None at the end), the ones after it opened."""

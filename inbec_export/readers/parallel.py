@@ -231,7 +231,7 @@ def iter_parallel(
     pending: deque[_Job | ItemFailure | FileSkipped] = deque()
     pool = _Pool(workers, finish)
     paths = walk_inputs(inputs, own_case)
-    first: dict[str, str] = {}
+    first: dict[bytes, str] = {}
     started = 0
     try:
         exhausted = False
@@ -264,7 +264,9 @@ def iter_parallel(
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def _once(events: Generator[Any, None, bool], first: dict[str, str]) -> Generator[Any, None, bool]:
+def _once(
+    events: Generator[Any, None, bool], first: dict[bytes, str]
+) -> Generator[Any, None, bool]:
     """The events of one file as :func:`_drain` yields them; when its content was read
     before in the run (:func:`~inbec_export.readers.repeated`), only the
     :class:`~inbec_export.readers.FileSkipped` that says so, the rest drained unseen
