@@ -35,6 +35,7 @@ from inbec_export.sinks.search import (
     Connection,
     ExportResult,
     check_case_folder,
+    check_case_id,
     export_case,
 )
 from inbec_export.sinks.timesketch import (
@@ -46,7 +47,8 @@ from inbec_export.sinks.timesketch import (
 )
 
 export_app = typer.Typer(
-    help="Send a case to a search server (documents keep their ids: re-runs add nothing).",
+    help="Send a case to a search server (documents keep their ids: re-runs add nothing, "
+    "changed documents are replaced).",
     no_args_is_help=True,
 )
 
@@ -75,6 +77,14 @@ CaCertOption = Annotated[
 InsecureOption = Annotated[
     bool, typer.Option(help="Do not verify the server's TLS certificate (not recommended).")
 ]
+DeleteStaleOption = Annotated[
+    bool,
+    typer.Option(
+        help="Delete the documents of the case's indices that are not in this case folder "
+        "(left by an earlier analysis). Not when other case folders of the same case were "
+        "exported into these indices: theirs would go too.",
+    ),
+]
 
 
 def _url_option(env: str) -> Any:
@@ -93,6 +103,7 @@ def _export(
     case_id: str | None,
     prefix: str,
     analysis: AnalysisOptions,
+    delete_stale: bool = False,
 ) -> None:
     flavour = FLAVOURS[flavour_name]
     case_dir = _case_folder(evidence, from_case, analysis, case_id)
@@ -100,7 +111,9 @@ def _export(
     case = validate_case_id(case_id or str(summary.get("case", {}).get("id") or "case"))
     if not connection.verify_tls:
         err_console.print("[yellow]warning:[/yellow] TLS certificate verification is off")
-    result = _with_progress(flavour_name, connection, case_dir, case, prefix, analysis.quiet)
+    result = _with_progress(
+        flavour_name, connection, case_dir, case, prefix, analysis.quiet, delete_stale
+    )
     for name, action in result.templates.items():
         if not analysis.quiet:
             out_console.print(f"index template {name}: {action}")
@@ -108,6 +121,15 @@ def _export(
         err_console.print(
             f"[yellow]{result.rejected} document(s) rejected[/yellow]: reasons in "
             f"{safe(case_dir / 'rejected.ndjson')}"
+        )
+    left = result.stale - result.deleted
+    if left:
+        err_console.print(
+            f"[yellow]warning:[/yellow] {left} document(s) of case {case!r} in the indices "
+            "are not in this case folder (from an earlier analysis, or another case folder "
+            "of the case): --delete-stale removes them",
+            soft_wrap=True,
+            highlight=False,
         )
     if result.stopped:
         error_line(f"{safe(result.stopped)}")
@@ -125,6 +147,8 @@ def _case_folder(
     if evidence and from_case is not None:
         raise UsageError("give evidence or --from-case, not both")
     if from_case is not None:
+        if case_id is not None:
+            check_case_id(from_case, check_case_folder(from_case), validate_case_id(case_id))
         return from_case
     if not evidence:
         raise UsageError("give evidence to analyze, or --from-case with a case folder")
@@ -149,6 +173,7 @@ def _with_progress(
     case_id: str,
     prefix: str,
     quiet: bool,
+    delete_stale: bool,
 ) -> ExportResult:
     columns = (
         TextColumn(f"{FLAVOURS[flavour_name].name}"),
@@ -166,7 +191,9 @@ def _with_progress(
             rate = done / max(time.monotonic() - started, 1e-6)
             progress.update(task, completed=done, total=total, rate=f"{rate:.0f}")
 
-        return export_case(FLAVOURS[flavour_name], connection, case_dir, case_id, prefix, notify)
+        return export_case(
+            FLAVOURS[flavour_name], connection, case_dir, case_id, prefix, notify, delete_stale
+        )
 
 
 def _command(flavour_name: str, env: str) -> None:
@@ -188,6 +215,7 @@ def _command(flavour_name: str, env: str) -> None:
         insecure: InsecureOption = False,
         case_id: CaseOption = None,
         prefix: PrefixOption = DEFAULT_PREFIX,
+        delete_stale: DeleteStaleOption = False,
         out: OutOption = DEFAULT_OUT,
         legit: LegitOption = None,
         legit_file: LegitFileOption = None,
@@ -218,12 +246,23 @@ def _command(flavour_name: str, env: str) -> None:
                 ca_cert=ca_cert,
                 verify_tls=not insecure,
             )
-            _export(flavour_name, evidence, from_case, connection, case_id, prefix, analysis)
+            _export(
+                flavour_name,
+                evidence,
+                from_case,
+                connection,
+                case_id,
+                prefix,
+                analysis,
+                delete_stale,
+            )
 
     command.__doc__ = (
         f"Send a case to {title}: installs the index templates, then bulk-indexes every "
-        "document with its deterministic id (documents already there are counted, not "
-        "doubled). Exit 1 if any document was rejected or left unsent."
+        "document with its deterministic id (documents already there are left alone when "
+        "unchanged and replaced when changed, never doubled; documents of the case that "
+        "are not in the case folder are counted, and deleted with --delete-stale). Exit 1 "
+        "if any document was rejected or left unsent."
     )
     export_app.command(flavour_name)(command)
 

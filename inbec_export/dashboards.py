@@ -38,7 +38,7 @@ from inbec_export.dashboards_check import (
 )
 from inbec_export.ecs.mappings import DEFAULT_PREFIX, KINDS
 from inbec_export.errors import InbecError, UsageError
-from inbec_export.sinks.search import Connection
+from inbec_export.sinks.search import Connection, scrub_secrets, tls_message
 
 logger = logging.getLogger(__name__)
 
@@ -290,10 +290,7 @@ def _send(request: urllib.request.Request, connection: Connection, space: str | 
         raise DashboardError(_scrub(_http_message(base, exc, space), connection)) from None
     except urllib.error.URLError as exc:
         if isinstance(exc.reason, ssl.SSLError):
-            raise DashboardError(
-                f"TLS certificate of {base} could not be verified: pass the server's CA "
-                "with --ca-cert FILE (or --insecure to skip verification, not recommended)"
-            ) from None
+            raise DashboardError(tls_message(base, connection.verify_tls, exc)) from None
         raise DashboardError(
             f"cannot connect to {base}: is the server running, and are the host and port right?"
         ) from None
@@ -326,9 +323,7 @@ def _http_message(base: str, exc: urllib.error.HTTPError, space: str | None) -> 
 
 
 def _scrub(text: str, connection: Connection) -> str:
-    for secret in connection.secrets():
-        text = text.replace(secret, "***")
-    return text
+    return scrub_secrets(text, connection.secrets())
 
 
 def _result(product: str, total: int, answer: Any) -> ImportResult:

@@ -3,7 +3,8 @@
 Document ids come from the evidence (messages) and from what a finding is about
 (findings), so exporters that run at once on different evidence of one case, or on the
 same evidence, meet on the same ids: the bulk ``create`` of the second one is answered
-409 and counted as already present, never indexed twice.
+409, never indexed twice, and counted as unchanged (or, for a finding that sums up each
+case folder differently, replaced once and counted as updated).
 """
 
 from __future__ import annotations
@@ -54,6 +55,14 @@ def _ids(case_dir: Path, kind: str) -> list[str]:
     return [json.loads(action)["create"]["_id"] for action in lines[0::2]]
 
 
+def _documents(case_dir: Path, kind: str) -> dict[str, Any]:
+    lines = (case_dir / f"{kind}.ndjson").read_text("utf-8").splitlines()
+    return {
+        json.loads(action)["create"]["_id"]: json.loads(document)
+        for action, document in zip(lines[0::2], lines[1::2], strict=True)
+    }
+
+
 def _export_at_once(flavour: str, url: str, cases: list[Path], prefix: str) -> list[ExportResult]:
     """Export every case folder at the same time, one thread each."""
 
@@ -87,10 +96,17 @@ def test_exporters_on_different_evidence(
     assert _count(flavour, url, f"{prefix}-messages-{CASE_ID}") == len(messages)
     assert _count(flavour, url, f"{prefix}-findings-{CASE_ID}") == len(findings)
     # A finding about the same thing in both halves (one sender IP, one domain) is
-    # created by one exporter and already present for the other.
+    # created by one exporter; the other leaves it alone when its own is the same, and
+    # replaces it once (updated) when it sums up its half differently.
     total = sum(r.total for r in results)
+    ones, twos = _documents(first, "findings"), _documents(second, "findings")
+    shared = ones.keys() & twos.keys()
+    differing = sum(1 for doc_id in shared if ones[doc_id] != twos[doc_id])
+    assert len(shared) == total - len(messages) - len(findings)
     assert sum(r.created for r in results) == len(messages) + len(findings)
-    assert sum(r.present for r in results) == total - len(messages) - len(findings)
+    assert sum(r.updated for r in results) == differing
+    assert sum(r.unchanged for r in results) == len(shared) - differing
+    assert sum(r.deleted for r in results) == 0
 
 
 def test_exporters_on_the_same_evidence(
@@ -106,7 +122,8 @@ def test_exporters_on_the_same_evidence(
     documents = len(messages) + len(findings)
     assert [r.total for r in results] == [documents] * 3
     assert sum(r.created for r in results) == documents
-    assert sum(r.present for r in results) == 2 * documents
+    assert sum(r.unchanged for r in results) == 2 * documents
+    assert sum(r.updated for r in results) == 0
     assert sum(r.rejected for r in results) == 0
     assert _count(flavour, url, f"{prefix}-messages-{CASE_ID}") == len(messages) == 539
     assert _count(flavour, url, f"{prefix}-findings-{CASE_ID}") == len(findings)

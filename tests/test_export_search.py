@@ -112,7 +112,7 @@ def test_sample_case_round_trip(server: tuple[str, str], sample_case: Path) -> N
     findings = _documents(sample_case, "findings")
     assert (
         f"sent {len(messages) + len(findings)}, created {len(messages) + len(findings)}, "
-        "already present 0, rejected 0" in result.output
+        "updated 0, unchanged 0, rejected 0" in result.output
     )
     client = _client(flavour, url)
     message_index, finding_index = f"{prefix}-messages-sample", f"{prefix}-findings-sample"
@@ -155,8 +155,10 @@ def test_rerun_adds_nothing(server: tuple[str, str], sample_case: Path) -> None:
     connection = Connection(url)
     first = export_case(FLAVOURS[flavour], connection, sample_case, "sample", prefix)
     second = export_case(FLAVOURS[flavour], connection, sample_case, "sample", prefix)
-    assert first.created == first.total and first.present == 0
-    assert second.created == 0 and second.present == second.total == first.total
+    assert first.created == first.total and first.unchanged == first.updated == 0
+    assert second.created == second.updated == 0
+    assert second.unchanged == second.total == first.total
+    assert (second.stale, second.deleted) == (0, 0)
     assert second.templates == {f"{prefix}-messages": "kept", f"{prefix}-findings": "kept"}
     client = _client(flavour, url)
     assert _count(client, f"{prefix}-messages-sample") == 14
@@ -275,9 +277,10 @@ def test_server_gone_mid_export_then_rerun_completes(
     sent = CHUNK_DOCUMENTS  # the first bulk request went through, the second never arrived
     assert first.exit_code == 1, output
     assert f"{total - sent} documents not sent: run the same command again to complete" in output
-    assert f"sent {sent}, created {sent}, already present 0, rejected 0, not sent " in output
+    assert f"sent {sent}, created {sent}, updated 0, unchanged 0, rejected 0, not sent " in output
     second = export_case(FLAVOURS[flavour], Connection(url), corpus_case, "corpus", prefix)
-    assert (second.total, second.present, second.created) == (total, sent, total - sent)
+    assert (second.total, second.unchanged, second.created) == (total, sent, total - sent)
+    assert second.updated == 0
     assert second.unsent == 0 and second.rejected == 0
     client = _client(flavour, url)
     assert _count(client, f"{prefix}-messages-corpus") == len(_documents(corpus_case, "messages"))

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
+from sample_helpers import analyzed_sample_case
+from typer.testing import CliRunner
 
+from inbec_export.cli import app
 from inbec_export.errors import UsageError
-from inbec_export.sinks.search import Connection, ExportResult, index_name, validate_prefix
+from inbec_export.sinks.search import (
+    FLAVOURS,
+    Connection,
+    ExportResult,
+    export_case,
+    index_name,
+    validate_prefix,
+)
 
 
 def test_prefixes_that_managed_templates_would_take_are_refused() -> None:
@@ -35,5 +46,75 @@ def test_connection_checks_and_hides_secrets(tmp_path: Path) -> None:
 
 
 def test_result_line() -> None:
-    result = ExportResult(total=10, created=6, present=2, rejected=1)
-    assert result.line() == ("sent 9, created 6, already present 2, rejected 1, not sent 1")
+    result = ExportResult(total=10, created=5, updated=1, unchanged=2, rejected=1)
+    assert result.line() == ("sent 9, created 5, updated 1, unchanged 2, rejected 1, not sent 1")
+    kept = ExportResult(total=3, created=3, stale=4)
+    assert kept.line() == (
+        "sent 3, created 3, updated 0, unchanged 0, rejected 0, not in the case folder 4"
+    )
+    deleted = ExportResult(total=3, unchanged=3, stale=4, deleted=4)
+    assert deleted.line() == "sent 3, created 0, updated 0, unchanged 3, rejected 0, deleted 4"
+
+
+@pytest.fixture(scope="module")
+def sample_case(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return analyzed_sample_case(tmp_path_factory.mktemp("sample-options"))
+
+
+def _dead_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("flavour", ["elasticsearch", "opensearch", "timesketch"])
+def test_another_case_id_than_the_case_folders_is_refused(sample_case: Path, flavour: str) -> None:
+    extra = ["--user", "analyst", "--sketch", "1"] if flavour == "timesketch" else []
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            flavour,
+            "--from-case",
+            str(sample_case),
+            "--case",
+            "bec-7",
+            "--url",
+            _dead_url(),
+            "-q",
+            *extra,
+        ],
+        env={"INBEC_TIMESKETCH_PASSWORD": "pw-Zq88-timesketch"},
+    )
+    assert result.exit_code == 2
+    output = " ".join(result.output.split())
+    assert (
+        f"error: --case 'bec-7' differs from the case id 'sample' of the documents in "
+        f"{sample_case}: leave --case out, or analyze again with --case bec-7" in output
+    )
+
+
+def test_the_case_folders_own_case_id_is_accepted_in_any_case(sample_case: Path) -> None:
+    url = _dead_url()
+    result = CliRunner().invoke(
+        app,
+        [
+            "export",
+            "opensearch",
+            "--from-case",
+            str(sample_case),
+            "--case",
+            "Sample",
+            "--url",
+            url,
+            "-q",
+        ],
+    )
+    # Past the case id check: it goes on to the server, which is not there.
+    assert result.exit_code == 1
+    assert f"cannot connect to {url}" in " ".join(result.output.split())
+
+
+def test_export_case_refuses_another_case_id_before_any_request(sample_case: Path) -> None:
+    with pytest.raises(UsageError, match="--case 'other' differs from the case id 'sample'"):
+        export_case(FLAVOURS["opensearch"], Connection(_dead_url()), sample_case, "other")

@@ -1,9 +1,14 @@
 """Export a case folder into Elasticsearch or OpenSearch: templates, idempotent bulk.
 
 Documents keep the deterministic ids the case folder gives them and go in with the bulk
-``create`` operation: a document already in the index answers 409 and is counted as
-already present, so re-running an export (after an interruption, or on purpose) adds
-nothing twice. Documents the server rejects are written with its reason to
+``create`` operation. A document already in the index answers 409; those are read back
+(``_mget``) and compared with the case folder's: an equal one is left alone and counted
+as unchanged, a different one (the case was analyzed again with other settings) is
+replaced with the bulk ``index`` operation and counted as updated. So re-running an
+export adds nothing twice and rewrites nothing that did not change, and a first export
+costs no more than a plain ``_bulk`` of ``create`` operations. Documents of the case's
+indices that are not in the case folder (left by an earlier analysis) are counted, and
+deleted when asked. Documents the server rejects are written with its reason to
 ``rejected.ndjson`` in the case folder.
 
 The two servers are driven through their own clients (``elasticsearch`` 8.x, which talks
@@ -13,11 +18,13 @@ kept in :class:`Flavour`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +54,35 @@ REQUEST_RETRIES = 3
 REQUEST_TIMEOUT_SECONDS = 60.0
 
 REJECTED_FILE = "rejected.ndjson"
+
+#: What a ``_mget`` answer keeps of each document: enough to compare it with ours.
+MGET_ANSWER_FIELDS = ["docs._id", "docs.found", "docs._source"]
+
+#: Ids read per scroll page when looking for documents that are not in the case folder.
+SCAN_PAGE = 5000
+
+#: Secrets shorter than this, or that read like a word (letters only, digits only), are
+#: masked only where a secret stands (URL user info, an Authorization header, a
+#: ``password=`` value): masked wherever their text occurs, ``p`` would garble
+#: ``http://`` and show which letter the password is. Longer ones of two or more kinds
+#: of characters, and any of LONG_SECRET characters or more, are also masked where they
+#: stand as a whole token.
+MIN_MASKED_SECRET = 6
+LONG_SECRET = 16
+
+_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^\s/?#@]+@")
+_AUTH_HEADER = re.compile(
+    r"(?i)(\bauthorization['\"]?\s*[:=]\s*['\"]?)"
+    r"((?:basic|bearer|apikey|api-key|token|digest)\s+)?[^\s'\",;}\]]+"
+)
+_SECRET_VALUE = re.compile(
+    r"(?i)(\b(?:password|passwd|api[_-]?key|bearer[_-]?token|access[_-]?token|secret)"
+    r"['\"]?\s*[:=]\s*['\"]?)[^\s'\",;&}\])]+"
+)
+
+#: What the TLS layer says when the other side answered in plain text (HTTP): OpenSSL
+#: 1.1 to 3.1 say "wrong version number", 3.2 and later "record layer failure".
+_NOT_TLS_MARKERS = ("wrong version number", "wrong_version_number", "record layer failure")
 
 #: Index name prefixes that Elastic's managed templates (data streams such as
 #: ``logs-*-*``) would take over.
@@ -117,19 +153,28 @@ def index_name(prefix: str, kind: str, case_id: str) -> str:
 
 @dataclass
 class ExportResult:
-    """What one export did, per document."""
+    """What one export did, per document.
+
+    Every document of the case folder the server answered for is counted once: created
+    (it was not there), updated (it was there with other content, and was replaced),
+    unchanged (it was there as it is) or rejected. ``stale`` counts the documents of the
+    case's indices that are not in the case folder, ``deleted`` those of them removed.
+    """
 
     total: int = 0
     created: int = 0
-    present: int = 0
+    updated: int = 0
+    unchanged: int = 0
     rejected: int = 0
+    stale: int = 0
+    deleted: int = 0
     templates: dict[str, str] = field(default_factory=dict)
     stopped: str | None = None
 
     @property
     def sent(self) -> int:
         """Documents the server answered for."""
-        return self.created + self.present + self.rejected
+        return self.created + self.updated + self.unchanged + self.rejected
 
     @property
     def unsent(self) -> int:
@@ -139,10 +184,16 @@ class ExportResult:
     def line(self) -> str:
         """The final line of the export."""
         text = (
-            f"sent {self.sent}, created {self.created}, already present {self.present}, "
-            f"rejected {self.rejected}"
+            f"sent {self.sent}, created {self.created}, updated {self.updated}, "
+            f"unchanged {self.unchanged}, rejected {self.rejected}"
         )
-        return text + (f", not sent {self.unsent}" if self.unsent else "")
+        if self.unsent:
+            text += f", not sent {self.unsent}"
+        if self.stale > self.deleted:
+            text += f", not in the case folder {self.stale - self.deleted}"
+        if self.deleted:
+            text += f", deleted {self.deleted}"
+        return text
 
 
 class Flavour:
@@ -156,6 +207,10 @@ class Flavour:
 
     def streaming_bulk(self) -> Callable[..., Iterator[tuple[bool, dict[str, Any]]]]:
         """The client library's streaming bulk helper."""
+        raise NotImplementedError
+
+    def scan(self) -> Callable[..., Iterable[dict[str, Any]]]:
+        """The client library's scroll helper."""
         raise NotImplementedError
 
     def describe_error(self, exc: Exception, connection: Connection) -> str | None:
@@ -195,6 +250,11 @@ class ElasticsearchFlavour(Flavour):
 
         return streaming_bulk  # type: ignore[return-value]
 
+    def scan(self) -> Callable[..., Iterable[dict[str, Any]]]:
+        from elasticsearch.helpers import scan
+
+        return scan
+
     def describe_error(self, exc: Exception, connection: Connection) -> str | None:
         import elastic_transport
         import elasticsearch
@@ -203,9 +263,9 @@ class ElasticsearchFlavour(Flavour):
         if isinstance(exc, elasticsearch.UnsupportedProductError):
             return f"{url} is not Elasticsearch (use `inbec export opensearch` for OpenSearch)"
         if isinstance(exc, elastic_transport.TlsError):
-            return _tls_message(url)
+            return tls_message(connection.url, connection.verify_tls, exc)
         if isinstance(exc, elastic_transport.ConnectionError | elastic_transport.ConnectionTimeout):
-            return _connect_message(url, exc)
+            return _connect_message(connection, exc)
         if isinstance(exc, elasticsearch.AuthenticationException):
             return _auth_message(url)
         if isinstance(exc, elasticsearch.AuthorizationException):
@@ -249,14 +309,19 @@ class OpenSearchFlavour(Flavour):
 
         return streaming_bulk  # type: ignore[no-any-return]
 
+    def scan(self) -> Callable[..., Iterable[dict[str, Any]]]:
+        from opensearchpy.helpers import scan
+
+        return scan  # type: ignore[no-any-return]
+
     def describe_error(self, exc: Exception, connection: Connection) -> str | None:
         from opensearchpy import exceptions as errors
 
         url = connection.url
         if isinstance(exc, errors.SSLError):
-            return _tls_message(url)
+            return tls_message(connection.url, connection.verify_tls, exc)
         if isinstance(exc, errors.ConnectionTimeout | errors.ConnectionError):
-            return _connect_message(url, exc)
+            return _connect_message(connection, exc)
         if isinstance(exc, errors.AuthenticationException):
             return _auth_message(url)
         if isinstance(exc, errors.AuthorizationException):
@@ -272,17 +337,72 @@ FLAVOURS: dict[str, Flavour] = {
 }
 
 
-def _tls_message(url: str) -> str:
+def error_texts(exc: BaseException) -> list[str]:
+    """The text of ``exc`` and of every exception behind it (causes, contexts, and what
+    the clients keep: ``errors`` of elastic-transport, ``info`` of opensearch-py, the
+    ``reason`` of urllib and urllib3), lower-cased."""
+    texts: list[str] = []
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo and len(seen) < 50:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        texts.append(str(item).lower())
+        if isinstance(item, BaseException):
+            todo.extend(e for e in (item.__cause__, item.__context__) if e is not None)
+            todo.extend(a for a in item.args if isinstance(a, BaseException))
+            for name in ("errors", "info", "reason"):
+                value = getattr(item, name, None)
+                if isinstance(value, BaseException):
+                    todo.append(value)
+                elif isinstance(value, tuple | list):
+                    todo.extend(v for v in value if isinstance(v, BaseException))
+    return texts
+
+
+def speaks_plain_http(exc: BaseException) -> bool:
+    """True when a TLS handshake failed because the server answered without TLS."""
+    return any(marker in text for text in error_texts(exc) for marker in _NOT_TLS_MARKERS)
+
+
+def not_tls_message(url: str) -> str:
+    """The message for an https:// URL whose server speaks plain HTTP."""
+    plain = "http://" + url.split("://", 1)[1] if "://" in url else url
+    return f"the server at {url} does not speak TLS: use {plain}"
+
+
+def tls_message(
+    url: str, verify_tls: bool, exc: BaseException | None = None, ca_hint: str | None = None
+) -> str:
+    """The message for a failed TLS handshake with ``url``.
+
+    A server that answered in plain HTTP is told apart (whatever --insecure says, since
+    the handshake fails before any certificate is looked at); otherwise, with
+    verification on, the certificate is what failed; with it off, the handshake itself.
+    """
+    if exc is not None and speaks_plain_http(exc):
+        return not_tls_message(url)
+    if not verify_tls:
+        return (
+            f"TLS handshake with {url} failed: is the host and port the server's HTTPS "
+            "port, and does it accept TLS 1.2 or later?"
+        )
+    hint = ca_hint or "pass the server's CA with --ca-cert FILE"
     return (
-        f"TLS certificate of {url} could not be verified: pass the server's CA with "
-        "--ca-cert FILE (or --insecure to skip verification, not recommended)"
+        f"TLS certificate of {url} could not be verified: {hint} (or --insecure to skip "
+        "verification, not recommended)"
     )
 
 
-def _connect_message(url: str, exc: Exception) -> str:
+def _connect_message(connection: Connection, exc: Exception) -> str:
+    url = connection.url
+    if speaks_plain_http(exc):
+        return not_tls_message(url)
     cause = str(exc).lower()
     if "ssl" in cause or "certificate" in cause or "tls" in cause:
-        return _tls_message(url)
+        return tls_message(url, connection.verify_tls, exc)
     return f"cannot connect to {url}: is the server running, and are the host and port right?"
 
 
@@ -296,7 +416,7 @@ def _auth_message(url: str) -> str:
 def _permission_message(url: str) -> str:
     return (
         f"{url} denied the request (403): the user needs rights to manage index templates "
-        "and to write the case's indices"
+        "and to read and write the case's indices"
     )
 
 
@@ -385,6 +505,14 @@ def case_actions(case_dir: Path, prefix: str, case_id: str) -> Iterator[dict[str
                 }
 
 
+def case_ids(case_dir: Path, kind: str) -> set[str]:
+    """The document ids of one kind in the case folder."""
+    with (case_dir / f"{kind}.ndjson").open(encoding="utf-8") as handle:
+        return {
+            str(json.loads(line)["create"]["_id"]) for line in itertools.islice(handle, 0, None, 2)
+        }
+
+
 def check_case_folder(case_dir: Path) -> dict[str, Any]:
     """The summary of a complete case folder, or a usage error saying what is wrong."""
     summary_path = case_dir / "summary.json"
@@ -398,6 +526,24 @@ def check_case_folder(case_dir: Path) -> dict[str, Any]:
     return summary
 
 
+def check_case_id(case_dir: Path, summary: dict[str, Any], case_id: str) -> None:
+    """Refuse to send a case folder under another case id than its documents carry.
+
+    The documents say ``inbec.case.id`` (the id they were analyzed with), the index
+    names the case given here: were they to differ, the dashboards' case filter and the
+    index names would disagree.
+
+    Raises:
+        UsageError: the ids differ; the message names both.
+    """
+    folder_case = str(summary.get("case", {}).get("id") or "")
+    if folder_case and folder_case != case_id.strip().lower():
+        raise UsageError(
+            f"--case {case_id!r} differs from the case id {folder_case!r} of the documents "
+            f"in {case_dir}: leave --case out, or analyze again with --case {case_id}"
+        )
+
+
 def export_case(
     flavour: Flavour,
     connection: Connection,
@@ -405,25 +551,31 @@ def export_case(
     case_id: str,
     prefix: str = DEFAULT_PREFIX,
     progress: Callable[[int, int], None] | None = None,
+    delete_stale: bool = False,
 ) -> ExportResult:
-    """Install the templates and bulk-index every document of ``case_dir``.
+    """Install the templates and bring the case's indices to what ``case_dir`` holds.
 
     Args:
         flavour: Elasticsearch or OpenSearch.
         connection: URL and credentials.
         case_dir: a complete case folder.
-        case_id: the case id, part of the index names.
+        case_id: the case id, part of the index names; the case folder's own.
         prefix: the index and template name prefix.
         progress: called with ``(documents answered, total)`` as the export goes.
+        delete_stale: delete the documents of the case's indices that are not in the
+            case folder (otherwise they are only counted).
 
     Returns:
         The counts; ``stopped`` says why the export ended early, if it did.
 
     Raises:
+        UsageError: ``case_dir`` is not a complete case folder, or its documents carry
+            another case id than ``case_id``.
         ExportError: the server cannot be used (unreachable, credentials, TLS, a foreign
             template); the message says what to fix and carries no secret.
     """
-    check_case_folder(case_dir)
+    summary = check_case_folder(case_dir)
+    check_case_id(case_dir, summary, case_id)
     prefix = validate_prefix(prefix)
     result = ExportResult(total=count_documents(case_dir))
     client = flavour.client(connection)
@@ -435,20 +587,73 @@ def export_case(
     except Exception as exc:
         raise ExportError(_explain(flavour, exc, connection)) from None
     rejected: list[dict[str, Any]] = []
+    held: Counter[str] = Counter()
     try:
-        _bulk(flavour, client, case_dir, case_id, prefix, result, rejected, progress)
+        bulk = _Bulk(flavour, client, result, rejected, held)
+        bulk.run(case_actions(case_dir, prefix, case_id), progress)
     except Exception as exc:
         result.stopped = (
             f"{_explain(flavour, exc, connection)}; {result.unsent} documents not sent: "
             "run the same command again to complete the export"
         )
     _write_rejected(case_dir, rejected)
+    indices = [index_name(prefix, kind, case_id) for kind in KINDS]
     try:
-        for kind in KINDS:
-            client.indices.refresh(index=index_name(prefix, kind, case_id))
+        client.indices.refresh(index=indices, ignore_unavailable=True)
     except Exception as exc:
         logger.debug("refresh failed: %s", _scrub(str(exc), connection))
+    if result.stopped is None:
+        try:
+            _stale(flavour, client, case_dir, prefix, case_id, held, result, delete_stale)
+        except Exception as exc:
+            logger.warning(
+                "could not look for documents that are not in the case folder: %s",
+                _explain(flavour, exc, connection),
+            )
     return result
+
+
+def _stale(
+    flavour: Flavour,
+    client: Any,
+    case_dir: Path,
+    prefix: str,
+    case_id: str,
+    held: Counter[str],
+    result: ExportResult,
+    delete: bool,
+) -> None:
+    """Count (and with ``delete``, delete) the documents of the case's indices that are
+    not in the case folder.
+
+    An index that holds as many documents as the export found or put there holds
+    nothing else: one count per index, no scan, in the usual case. Otherwise its ids are
+    scrolled through (ids only) and compared with the case folder's.
+    """
+    for kind in KINDS:
+        index = index_name(prefix, kind, case_id)
+        answer = client.count(index=index, ignore_unavailable=True)
+        if int(answer.get("count") or 0) <= held[index]:
+            continue
+        ours = case_ids(case_dir, kind)
+        scan = flavour.scan()
+        hits = scan(
+            client,
+            query={"query": {"match_all": {}}, "_source": False},
+            index=index,
+            size=SCAN_PAGE,
+            scroll="2m",
+        )
+        extra = [str(hit["_id"]) for hit in hits if hit.get("_id") not in ours]
+        result.stale += len(extra)
+        if delete and extra:
+            actions = ({"_op_type": "delete", "_index": index, "_id": i} for i in extra)
+            for ok, item in _stream(flavour, client, actions):
+                outcome: dict[str, Any] = next(iter(item.values()), {})
+                if ok and int(outcome.get("status") or 0) == 200:
+                    result.deleted += 1
+        if extra:
+            logger.info("%d documents of %s are not in the case folder", len(extra), index)
 
 
 def _explain(flavour: Flavour, exc: Exception, connection: Connection) -> str:
@@ -459,25 +664,50 @@ def _explain(flavour: Flavour, exc: Exception, connection: Connection) -> str:
 
 
 def _scrub(text: str, connection: Connection) -> str:
-    for secret in connection.secrets():
-        text = text.replace(secret, "***")
+    return scrub_secrets(text, connection.secrets())
+
+
+def scrub_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with ``***`` where a secret can stand, and nowhere else.
+
+    Masked whatever the secrets are: the user info of a URL (``scheme://user:pw@``), the
+    credentials of an Authorization header, and the value after ``password=``,
+    ``api_key:`` and the like. Each of ``secrets`` is also masked where its exact text
+    stands as a whole token (not inside a longer word, URL or number), if it looks like
+    a secret (see MIN_MASKED_SECRET): a short or word-like password masked wherever its
+    text occurs would garble the message and, through the gaps, give itself away.
+    """
+    text = _USERINFO.sub(r"\1***@", text)
+    text = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{m.group(2) or ''}***", text)
+    text = _SECRET_VALUE.sub(r"\1***", text)
+    for secret in sorted({s for s in secrets if _looks_secret(s)}, key=len, reverse=True):
+        pattern = rf"(?<![A-Za-z0-9]){re.escape(secret)}(?![A-Za-z0-9])"
+        text = re.sub(pattern, "***", text)
     return text
 
 
-def _bulk(
-    flavour: Flavour,
-    client: Any,
-    case_dir: Path,
-    case_id: str,
-    prefix: str,
-    result: ExportResult,
-    rejected: list[dict[str, Any]],
-    progress: Callable[[int, int], None] | None,
-) -> None:
+def _looks_secret(value: str) -> bool:
+    """Long enough, and not a plain word or number: worth masking as a token."""
+    if len(value) >= LONG_SECRET:
+        return True
+    if len(value) < MIN_MASKED_SECRET:
+        return False
+    kinds = (
+        any(c.isalpha() for c in value),
+        any(c.isdigit() for c in value),
+        any(not c.isalnum() for c in value),
+    )
+    return sum(kinds) >= 2
+
+
+def _stream(
+    flavour: Flavour, client: Any, actions: Iterable[dict[str, Any]]
+) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """The streaming bulk helper with the export's chunking, retries and answer fields."""
     streaming_bulk = flavour.streaming_bulk()
-    results = streaming_bulk(
+    return streaming_bulk(
         client,
-        case_actions(case_dir, prefix, case_id),
+        actions,
         chunk_size=CHUNK_DOCUMENTS,
         max_chunk_bytes=CHUNK_BYTES,
         raise_on_error=False,
@@ -490,30 +720,154 @@ def _bulk(
         # answer to parse, on both sides.
         filter_path=BULK_ANSWER_FIELDS,
     )
-    last = time.monotonic()
-    for ok, item in results:
-        outcome: dict[str, Any] = item.get("create") or next(iter(item.values()), {})
-        status = int(outcome.get("status") or 0)
-        if ok and status in (200, 201):
-            result.created += 1
-        elif status == 409:
-            result.present += 1
-        else:
-            result.rejected += 1
-            rejected.append(
-                {
-                    "index": outcome.get("_index"),
-                    "id": outcome.get("_id"),
-                    "status": status,
-                    "reason": _api_reason({"error": outcome.get("error")}),
-                    "error": outcome.get("error"),
-                }
-            )
-        if progress is not None and (time.monotonic() - last > 0.2 or result.unsent == 0):
+
+
+class _Bulk:
+    """One export's bulk traffic: ``create`` every document, then settle the 409s.
+
+    A document answered 409 is already in the index; they are read back in batches of
+    CHUNK_DOCUMENTS (``_mget``) and compared with the case folder's, and those that
+    differ go again with the ``index`` operation. ``held`` counts, per index, the case
+    folder's documents that are in it after the export.
+    """
+
+    def __init__(
+        self,
+        flavour: Flavour,
+        client: Any,
+        result: ExportResult,
+        rejected: list[dict[str, Any]],
+        held: Counter[str],
+    ) -> None:
+        self.flavour = flavour
+        self.client = client
+        self.result = result
+        self.rejected = rejected
+        self.held = held
+        # Sent and not yet answered: id -> (index, source text).
+        self.pending: dict[str, tuple[str, str]] = {}
+        # Answered 409, to compare: (index, id, source text).
+        self.conflicts: list[tuple[str, str, str]] = []
+        self.reads_denied = False
+
+    def _remember(self, actions: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for action in actions:
+            self.pending[action["_id"]] = (action["_index"], action["_source"])
+            yield action
+
+    def run(
+        self,
+        actions: Iterable[dict[str, Any]],
+        progress: Callable[[int, int], None] | None,
+    ) -> None:
+        result = self.result
+        last = time.monotonic()
+        for ok, item in _stream(self.flavour, self.client, self._remember(actions)):
+            outcome: dict[str, Any] = item.get("create") or next(iter(item.values()), {})
+            doc_id = str(outcome.get("_id"))
+            index, source = self.pending.pop(doc_id, (str(outcome.get("_index")), ""))
+            status = int(outcome.get("status") or 0)
+            if ok and status in (200, 201):
+                result.created += 1
+                self.held[index] += 1
+            elif status == 409 and source:
+                self.conflicts.append((index, doc_id, source))
+                if len(self.conflicts) >= CHUNK_DOCUMENTS:
+                    self.settle()
+            elif status == 409:
+                result.unchanged += 1
+                self.held[index] += 1
+            else:
+                self._reject(outcome, status)
+            if progress is not None and (time.monotonic() - last > 0.2 or result.unsent == 0):
+                progress(result.sent, result.total)
+                last = time.monotonic()
+        self.settle()
+        if progress is not None:
             progress(result.sent, result.total)
-            last = time.monotonic()
-    if progress is not None:
-        progress(result.sent, result.total)
+
+    def settle(self) -> None:
+        """Compare the documents answered 409 with what the index holds; replace those
+        that differ."""
+        conflicts, self.conflicts = self.conflicts, []
+        if not conflicts:
+            return
+        stored = self._stored(conflicts)
+        changed = []
+        where = {doc_id: index for index, doc_id, _ in conflicts}
+        for index, doc_id, source in conflicts:
+            current = stored.get((index, doc_id))
+            if current is not None and current == json.loads(source):
+                self.result.unchanged += 1
+                self.held[index] += 1
+            else:
+                changed.append(
+                    {"_op_type": "index", "_index": index, "_id": doc_id, "_source": source}
+                )
+        for ok, item in _stream(self.flavour, self.client, changed):
+            outcome: dict[str, Any] = item.get("index") or next(iter(item.values()), {})
+            status = int(outcome.get("status") or 0)
+            index = where.get(str(outcome.get("_id")), str(outcome.get("_index")))
+            if ok and status == 200:
+                self.result.updated += 1
+                self.held[index] += 1
+            elif ok and status == 201:  # deleted in the meantime
+                self.result.created += 1
+                self.held[index] += 1
+            else:
+                self._reject(outcome, status)
+
+    def _stored(self, conflicts: list[tuple[str, str, str]]) -> dict[tuple[str, str], Any]:
+        """The sources the index holds for ``conflicts``, by (index, id); none when the
+        user may write but not read (every one is then replaced)."""
+        if self.reads_denied:
+            return {}
+        by_index: dict[str, list[str]] = {}
+        for index, doc_id, _ in conflicts:
+            by_index.setdefault(index, []).append(doc_id)
+        stored: dict[tuple[str, str], Any] = {}
+        for index, ids in by_index.items():
+            try:
+                answer = self.client.mget(
+                    index=index, body={"ids": ids}, filter_path=MGET_ANSWER_FIELDS
+                )
+            except Exception as exc:
+                if _status(exc) != 403:
+                    raise
+                logger.warning(
+                    "the user may not read %s: documents already there are replaced "
+                    "without comparing them",
+                    index,
+                )
+                self.reads_denied = True
+                return {}
+            for doc in answer.get("docs") or []:
+                if doc.get("found"):
+                    stored[(index, str(doc.get("_id")))] = doc.get("_source")
+        return stored
+
+    def _reject(self, outcome: dict[str, Any], status: int) -> None:
+        self.result.rejected += 1
+        self.rejected.append(
+            {
+                "index": outcome.get("_index"),
+                "id": outcome.get("_id"),
+                "status": status,
+                "reason": _api_reason({"error": outcome.get("error")}),
+                "error": outcome.get("error"),
+            }
+        )
+
+
+def _status(exc: Exception) -> int | None:
+    """The HTTP status of a client error, whichever client raised it."""
+    for value in (
+        getattr(exc, "status_code", None),
+        getattr(getattr(exc, "meta", None), "status", None),
+    ):
+        if isinstance(value, int):
+            return value
+    return None
 
 
 def _write_rejected(case_dir: Path, rejected: list[dict[str, Any]]) -> None:

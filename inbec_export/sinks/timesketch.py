@@ -27,7 +27,14 @@ from typing import Any
 
 from inbec_export.errors import UsageError, check_server_url
 from inbec_export.sinks.case_folder import TIMELINE_JSONL
-from inbec_export.sinks.search import ExportError, check_case_folder
+from inbec_export.sinks.search import (
+    ExportError,
+    check_case_folder,
+    error_texts,
+    scrub_secrets,
+    speaks_plain_http,
+    tls_message,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +49,11 @@ MAX_TIMELINE_NAME = 120
 
 #: The Timesketch clients' own configuration file, in the user's home folder.
 CLIENT_CONFIG_NAME = ".timesketchrc"
+
+#: The page a Timesketch server logs local users in on, and seconds to wait for it when
+#: a login fails and the server is asked whether it is Timesketch at all.
+LOGIN_PATH = "/login/?local_auth=1"
+PROBE_TIMEOUT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -188,16 +200,20 @@ def _login(target: TimesketchTarget) -> Any:
 
 
 def _explain_login(target: TimesketchTarget, exc: Exception) -> str:
-    text = str(exc).lower()
-    if "invalid username or password" in text or "authentication failed" in text:
+    text = " ".join(error_texts(exc))
+    if "invalid username or password" in text or "authentication" in text:
+        reason = _not_timesketch(target)
+        if reason is not None:
+            return f"{target.url} does not look like a Timesketch server ({reason}): check --url"
         return (
             f"Timesketch at {target.url} refused the login of {target.username!r}: check "
             "--user and the password (--password or $INBEC_TIMESKETCH_PASSWORD)"
         )
+    if speaks_plain_http(exc):
+        return tls_message(target.url, target.verify_tls, exc)
     if "certificate" in text or "ssl" in text:
-        return (
-            f"TLS certificate of {target.url} could not be verified: install its CA in the "
-            "system store (or --insecure to skip verification, not recommended)"
+        return tls_message(
+            target.url, target.verify_tls, exc, ca_hint="install its CA in the system store"
         )
     if isinstance(exc, ConnectionError) or "unreachable" in text or "connect" in text:
         return (
@@ -205,7 +221,35 @@ def _explain_login(target: TimesketchTarget, exc: Exception) -> str:
             "are the host and port right?"
         )
     message = f"Timesketch login at {target.url} failed: {type(exc).__name__}: {exc}"
-    return message.replace(target.password, "***") if target.password else message
+    return scrub_secrets(message, [target.password])
+
+
+def _not_timesketch(target: TimesketchTarget) -> str | None:
+    """Why the server at ``target.url`` is not Timesketch, or None when its login page is
+    Timesketch's (a form with a CSRF token, naming Timesketch) or cannot be fetched.
+
+    A login that fails the way a wrong password does is also what any other web server
+    gives (it has no login form to post to), so the page is looked at before the
+    password is blamed.
+    """
+    import requests
+
+    url = target.url.rstrip("/") + LOGIN_PATH
+    try:
+        response = requests.get(
+            url, timeout=PROBE_TIMEOUT_SECONDS, verify=target.verify_tls, allow_redirects=True
+        )
+    except requests.RequestException as exc:
+        logger.debug("Timesketch login page unreadable: %s", scrub_secrets(str(exc), []))
+        return None
+    page = response.text.lower()
+    has_form = "csrf_token" in page or 'name="csrf-token"' in page
+    if response.status_code == 200 and has_form and "timesketch" in page:
+        return None
+    kind = response.headers.get("Content-Type", "no content type").split(";")[0].strip()
+    product = response.headers.get("X-Elastic-Product")
+    said = f"{product}, " if product else ""
+    return f"{said}its login page answered {response.status_code} {kind}, not Timesketch's form"
 
 
 def _sketch(api: Any, target: TimesketchTarget) -> Any:
@@ -222,9 +266,10 @@ def _sketch(api: Any, target: TimesketchTarget) -> Any:
         raise
     except Exception as exc:
         which = target.sketch_id if target.sketch_id is not None else repr(target.sketch_name)
+        reason = scrub_secrets(str(exc), [target.password])
         raise ExportError(
-            f"sketch {which} cannot be opened or created at {target.url} ({exc}): check the "
-            "sketch id and that the user may read it"
+            f"sketch {which} cannot be opened or created at {target.url} ({reason}): check "
+            "the sketch id and that the user may read it"
         ) from None
 
 
@@ -303,7 +348,7 @@ def export_timesketch(
                 f"case has {events}: give --timeline-name for a new timeline"
             )
         return TimesketchResult(sketch.id, sketch.name, name, events, held, uploaded=False)
-    timeline = _upload(sketch, name, case_dir, events, progress)
+    timeline = _upload(sketch, name, case_dir, events, progress, target.password)
     _wait_ready(timeline, ready_timeout, progress)
     held = held_events(sketch, timeline)
     result = TimesketchResult(sketch.id, sketch.name, name, events, held, uploaded=True)
@@ -313,7 +358,12 @@ def export_timesketch(
 
 
 def _upload(
-    sketch: Any, name: str, case_dir: Path, events: int, progress: Callable[[str], None] | None
+    sketch: Any,
+    name: str,
+    case_dir: Path,
+    events: int,
+    progress: Callable[[str], None] | None,
+    password: str = "",
 ) -> Any:
     _, importer = _clients()
     sent = 0
@@ -331,7 +381,8 @@ def _upload(
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"upload to Timesketch failed after {sent} events: {exc}") from None
+        reason = scrub_secrets(str(exc), [password])
+        raise ExportError(f"upload to Timesketch failed after {sent} events: {reason}") from None
     if timeline is None:
         raise ExportError("Timesketch created no timeline for the upload")
     return timeline
