@@ -118,3 +118,29 @@ def test_the_case_folders_own_case_id_is_accepted_in_any_case(sample_case: Path)
 def test_export_case_refuses_another_case_id_before_any_request(sample_case: Path) -> None:
     with pytest.raises(UsageError, match="--case 'other' differs from the case id 'sample'"):
         export_case(FLAVOURS["opensearch"], Connection(_dead_url()), sample_case, "other")
+
+
+def test_bulk_requests_are_cut_by_documents_and_bytes_and_escape_odd_ids(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json as json_module
+
+    from inbec_export.sinks import search
+
+    monkeypatch.setattr(search, "CHUNK_DOCUMENTS", 3)
+    monkeypatch.setattr(search, "CHUNK_BYTES", 300)
+    documents = [("inbec-messages-c", f"{n:040x}", '{"a":1}') for n in range(5)]
+    documents.insert(2, ("inbec-messages-c", 'odd"id', '{"big":"' + "x" * 300 + '"}'))
+    chunks = list(search._chunks(documents))
+    assert [[doc_id for doc_id, _ in chunk] for chunk in chunks] == [
+        [f"{0:040x}", f"{1:040x}"],
+        ['odd"id'],  # over the byte limit alone: sent alone
+        [f"{n:040x}" for n in (2, 3, 4)],
+    ]
+    action, source = chunks[1][0][1].decode().splitlines()
+    assert json_module.loads(action) == {"create": {"_index": "inbec-messages-c", "_id": 'odd"id'}}
+    assert json_module.loads(source) == {"big": "x" * 300}
+    first = chunks[0][0][1].decode()
+    assert first == (
+        '{"create":{"_index":"inbec-messages-c","_id":"' + f"{0:040x}" + '"}}\n{"a":1}\n'
+    )

@@ -586,6 +586,11 @@ def export_case(
         raise
     except Exception as exc:
         raise ExportError(_explain(flavour, exc, connection)) from None
+    indices = [index_name(prefix, kind, case_id) for kind in KINDS]
+    # An export into indices that held nothing of the case (the first one, the usual
+    # case) leaves nothing there that is not in the case folder: the counts after it
+    # are spared.
+    held_before = _documents_in(client, indices)
     rejected: list[dict[str, Any]] = []
     held: Counter[str] = Counter()
     try:
@@ -597,12 +602,11 @@ def export_case(
             "run the same command again to complete the export"
         )
     _write_rejected(case_dir, rejected)
-    indices = [index_name(prefix, kind, case_id) for kind in KINDS]
     try:
         client.indices.refresh(index=indices, ignore_unavailable=True)
     except Exception as exc:
         logger.debug("refresh failed: %s", _scrub(str(exc), connection))
-    if result.stopped is None:
+    if result.stopped is None and held_before:
         try:
             _stale(flavour, client, case_dir, prefix, case_id, held, result, delete_stale)
         except Exception as exc:
@@ -611,6 +615,18 @@ def export_case(
                 _explain(flavour, exc, connection),
             )
     return result
+
+
+def _documents_in(client: Any, indices: list[str]) -> int:
+    """How many documents ``indices`` hold (missing ones: none); 1 when the count fails,
+    so that the check it spares is made."""
+    try:
+        return sum(
+            int(client.count(index=index, ignore_unavailable=True).get("count") or 0)
+            for index in indices
+        )
+    except Exception:
+        return 1
 
 
 def _stale(
@@ -722,6 +738,79 @@ def _stream(
     )
 
 
+def _create(
+    client: Any, documents: Iterable[tuple[str, str, str]]
+) -> Iterator[tuple[bool, dict[str, Any]]]:
+    """Send ``(index, id, source text)`` documents with the bulk ``create`` operation;
+    yield ``(ok, answer item)`` for each, in order, as the streaming bulk helper does.
+
+    The request body is the documents' own text behind action lines written here (no
+    action or document goes through a serialiser): on a fast node the helper's chunking
+    and serialising took a fifth of the export's time. Requests hold at most
+    CHUNK_DOCUMENTS documents and CHUNK_BYTES bytes. Documents the server answers 429
+    (too busy), or the whole request when it does, are sent again after a backoff
+    (INITIAL_BACKOFF_SECONDS, doubling up to MAX_BACKOFF_SECONDS) up to BULK_RETRIES
+    times; then they are answered 429 like any other refusal. Other errors of a request
+    (the client's own retries for 502, 503, 504 and lost connections spent) are raised.
+    """
+    for chunk in _chunks(documents):
+        pending = chunk
+        for attempt in range(BULK_RETRIES + 1):
+            last = attempt == BULK_RETRIES
+            body = b"".join(entry[1] for entry in pending)
+            try:
+                answer = client.bulk(body=body, filter_path=BULK_ANSWER_FIELDS)
+            except Exception as exc:
+                if _status(exc) != 429 or last:
+                    raise
+                time.sleep(min(MAX_BACKOFF_SECONDS, INITIAL_BACKOFF_SECONDS * 2**attempt))
+                continue
+            items = answer.get("items") or []
+            if len(items) != len(pending):
+                raise ExportError(
+                    f"the bulk answer holds {len(items)} items for {len(pending)} documents"
+                )
+            busy = []
+            for entry, item in zip(pending, items, strict=True):
+                outcome: dict[str, Any] = item.get("create") or next(iter(item.values()), {})
+                status = int(outcome.get("status") or 0)
+                if status == 429 and not last:
+                    busy.append(entry)
+                    continue
+                yield 200 <= status < 300, item
+            if not busy:
+                break
+            pending = busy
+            time.sleep(min(MAX_BACKOFF_SECONDS, INITIAL_BACKOFF_SECONDS * 2**attempt))
+
+
+#: An index name or document id that goes into an action line as it is (index names
+#: and the case folder's ids always do).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def _chunks(
+    documents: Iterable[tuple[str, str, str]],
+) -> Iterator[list[tuple[str, bytes]]]:
+    """``(id, action and document lines)`` lists of at most CHUNK_DOCUMENTS documents
+    and CHUNK_BYTES bytes (a larger document goes alone)."""
+    chunk: list[tuple[str, bytes]] = []
+    size = 0
+    for index, doc_id, source in documents:
+        if _PLAIN_NAME.fullmatch(index) and _PLAIN_NAME.fullmatch(doc_id):
+            action = f'{{"create":{{"_index":"{index}","_id":"{doc_id}"}}}}\n'
+        else:  # not one of ours: written by the JSON encoder
+            action = json.dumps({"create": {"_index": index, "_id": doc_id}}) + "\n"
+        lines = (action + source + "\n").encode("utf-8", "surrogatepass")
+        if chunk and (len(chunk) == CHUNK_DOCUMENTS or size + len(lines) > CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((doc_id, lines))
+        size += len(lines)
+    if chunk:
+        yield chunk
+
+
 class _Bulk:
     """One export's bulk traffic: ``create`` every document, then settle the 409s.
 
@@ -750,10 +839,10 @@ class _Bulk:
         self.conflicts: list[tuple[str, str, str]] = []
         self.reads_denied = False
 
-    def _remember(self, actions: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    def _remember(self, actions: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str, str]]:
         for action in actions:
             self.pending[action["_id"]] = (action["_index"], action["_source"])
-            yield action
+            yield action["_index"], action["_id"], action["_source"]
 
     def run(
         self,
@@ -762,7 +851,7 @@ class _Bulk:
     ) -> None:
         result = self.result
         last = time.monotonic()
-        for ok, item in _stream(self.flavour, self.client, self._remember(actions)):
+        for ok, item in _create(self.client, self._remember(actions)):
             outcome: dict[str, Any] = item.get("create") or next(iter(item.values()), {})
             doc_id = str(outcome.get("_id"))
             index, source = self.pending.pop(doc_id, (str(outcome.get("_index")), ""))
