@@ -28,19 +28,7 @@ runner = CliRunner()
 
 CASE_ID = "resync"
 
-#: Each real server, as (fixture, flavour): OpenSearch 2, Elasticsearch 8 and 9.
-NODES = {
-    "opensearch": ("opensearch_url", "opensearch"),
-    "elasticsearch8": ("elasticsearch_url", "elasticsearch"),
-    "elasticsearch9": ("elasticsearch9_url", "elasticsearch"),
-}
-
-
-@pytest.fixture(params=sorted(NODES))
-def server(request: pytest.FixtureRequest) -> tuple[str, str]:
-    """(flavour, base URL) of each real server."""
-    fixture, flavour = NODES[request.param]
-    return flavour, request.getfixturevalue(fixture)
+# ``server``: (flavour, URL) of each real search server (tests/servers/fixtures.py).
 
 
 @pytest.fixture(scope="module")

@@ -36,6 +36,16 @@ def _https(url: str) -> str:
     return "https://" + url.split("://", 1)[1]
 
 
+def _timesketch(case_dir: Any, url: str, *extra: str) -> Any:
+    """``inbec export timesketch`` of ``case_dir`` to ``url`` as user analyst."""
+    command = ["export", "timesketch", "--from-case", str(case_dir), "--url", url, "-q"]
+    return runner.invoke(
+        app,
+        [*command, "--user", "analyst", *extra],
+        env={"INBEC_TIMESKETCH_PASSWORD": "pw-Zq86-timesketch"},
+    )
+
+
 def _line(result: Any) -> str:
     return " ".join(result.output.split())
 
@@ -66,24 +76,7 @@ def test_https_url_on_a_plain_http_server_for_timesketch(
 ) -> None:
     pytest.importorskip("timesketch_api_client.client")
     url = _https(opensearch_url)
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "timesketch",
-            "--from-case",
-            str(sample_case),
-            "--url",
-            url,
-            "--user",
-            "analyst",
-            "--sketch",
-            "1",
-            "--insecure",
-            "-q",
-        ],
-        env={"INBEC_TIMESKETCH_PASSWORD": "pw-Zq86-timesketch"},
-    )
+    result = _timesketch(sample_case, url, "--sketch", "1", "--insecure")
     assert result.exit_code == 1
     output = _line(result)
     assert f"error: the server at {url} does not speak TLS: use {opensearch_url}" in output
@@ -105,23 +98,7 @@ def test_timesketch_url_on_a_server_that_is_not_timesketch(
     opensearch_url: str, sample_case: Any
 ) -> None:
     pytest.importorskip("timesketch_api_client.client")
-    result = runner.invoke(
-        app,
-        [
-            "export",
-            "timesketch",
-            "--from-case",
-            str(sample_case),
-            "--url",
-            opensearch_url,
-            "--user",
-            "analyst",
-            "--sketch-name",
-            "not here",
-            "-q",
-        ],
-        env={"INBEC_TIMESKETCH_PASSWORD": "pw-Zq87-timesketch"},
-    )
+    result = _timesketch(sample_case, opensearch_url, "--sketch-name", "not here")
     assert result.exit_code == 1
     output = _line(result)
     assert (

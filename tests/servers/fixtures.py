@@ -128,6 +128,21 @@ def elasticsearch9_url() -> Iterator[str]:
     yield from _run_node(f"Elasticsearch {version}", lambda: ElasticsearchNode(version))
 
 
+#: The real search servers every export test runs on: (fixture, flavour) by test id.
+SEARCH_NODES = {
+    "opensearch": ("opensearch_url", "opensearch"),
+    "elasticsearch8": ("elasticsearch_url", "elasticsearch"),
+    "elasticsearch9": ("elasticsearch9_url", "elasticsearch"),
+}
+
+
+@pytest.fixture(params=sorted(SEARCH_NODES))
+def server(request: pytest.FixtureRequest) -> tuple[str, str]:
+    """(flavour, base URL) of each real search server of :data:`SEARCH_NODES`."""
+    fixture, flavour = SEARCH_NODES[request.param]
+    return flavour, request.getfixturevalue(fixture)
+
+
 @pytest.fixture(scope="session")
 def elasticsearch_secure() -> Iterator[SecureServer]:
     """An Elasticsearch 8.x node with security on (basic auth over plain HTTP)."""
