@@ -717,13 +717,17 @@ class LookalikeDetector:
         """The uncached work of :meth:`match`."""
         if not self._legit:
             return None
+        if not host.isascii():
+            hidden = _hidden_characters(host, self._trusted)
+            if hidden is not None:
+                return hidden
         ascii_host = _valid_host(host)
         if ascii_host is None:
             return None
         subdomain, label, suffix = _split(ascii_host)
         domain = f"{label}.{suffix}"
         if domain in self._trusted:
-            return _hidden_characters(host, domain)
+            return None
 
         if domain not in self._by_registrable:
             self._by_registrable[domain] = self._match_registrable(_name(label, suffix))
@@ -818,25 +822,53 @@ class LookalikeDetector:
         )
 
 
-def _hidden_characters(host: str, domain: str) -> LookalikeMatch | None:
-    """The match of a host whose text is not the trusted ``domain`` but becomes it once
-    IDNA (UTS #46) maps characters away: ones that do not show (zero-width space, soft
-    hyphen) or other forms of letters (full-width ``ａ``). No mail system writes a domain
-    so; a mail client shows it as the real one. None for any other host."""
-    if host.isascii():
-        return None
-    mapped = [
+#: Full stops other than ".", which IDNA (UTS #46) reads as "." between labels.
+FULL_STOPS = str.maketrans({"\u3002": ".", "\uff0e": ".", "\uff61": "."})
+
+#: Variation selectors and the combining grapheme joiner: marks that change nothing a
+#: reader sees in a name.
+_INVISIBLE_MARKS = re.compile("[\u034f\u180b-\u180f\ufe00-\ufe0f\U000e0100-\U000e01ef]")
+
+
+def _invisible(character: str) -> bool:
+    """True for a character that does not show in a name: a format character (zero-width
+    space and joiners, soft hyphen, direction marks, word joiner, tags), a control, or a
+    mark of :data:`_INVISIBLE_MARKS`."""
+    return unicodedata.category(character) in ("Cf", "Cc") or bool(
+        _INVISIBLE_MARKS.match(character)
+    )
+
+
+def _unfolded(character: str) -> bool:
+    """True for another form of a character (full-width, circled, a ligature...): one
+    that NFKC, as IDNA does, replaces by another."""
+    return unicodedata.normalize("NFKC", character) != character
+
+
+def _hidden_characters(host: str, trusted: frozenset[str]) -> LookalikeMatch | None:
+    """The match of a host written so that it shows as a trusted domain (or a name under
+    one) without being it: with characters that do not show (:func:`_invisible`) or
+    other forms of its characters (full-width ``ａ``, circled letters, ideographic full
+    stops: what NFKC or IDNA fold onto plain ones). No mail system writes a domain so;
+    a mail client shows it as the real one. None for any other host, a real IDN among
+    them. The match's domain is the host as written."""
+    odd = [
         c
         for c in dict.fromkeys(host)
-        if not c.isascii()
-        and (unicodedata.category(c) == "Cf" or unicodedata.normalize("NFKC", c) != c)
+        if not c.isascii() and (_invisible(c) or c.translate(FULL_STOPS) == "." or _unfolded(c))
     ]
-    if not mapped:
+    if not odd:
         return None
-    labels = host.split(".")
-    wanted = domain.count(".") + 1
-    shown = ".".join(labels[-wanted:]) if len(labels) >= wanted else host
-    names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')}" for c in mapped)
+    visible = "".join(c for c in host if not _invisible(c))
+    plain = _valid_host(unicodedata.normalize("NFKC", visible.translate(FULL_STOPS)))
+    if plain is None:
+        return None
+    _, label, suffix = _split(plain)
+    domain = f"{label}.{suffix}"
+    if domain not in trusted:
+        return None
+    shown = host.strip().rstrip(".").lower()
+    names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, 'unnamed')}" for c in odd)
     return LookalikeMatch(
         domain=shown,
         legit_domain=domain,
@@ -844,7 +876,7 @@ def _hidden_characters(host: str, domain: str) -> LookalikeMatch | None:
         similarity=1.0,
         distance=0,
         unicode=shown,
-        detail=f"written with {names}: shows as {domain}",
+        detail=f"written with {names}: shows as {plain}",
     )
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from urllib.parse import unquote
 
 from inbec_export.case import CaseContext
-from inbec_export.domains import LookalikeMatch, registrable
+from inbec_export.domains import FULL_STOPS, LookalikeMatch, registrable
 from inbec_export.model import (
     ADDRESS_FIELDS,
     Address,
@@ -75,7 +75,7 @@ _IPV4_CHARACTERS = frozenset("0123456789.")
 
 def is_hostname(host: str | None) -> bool:
     """True for a dotted host name; False for IP literals and single labels."""
-    if not host or "." not in host.strip("."):
+    if not host or "." not in host.translate(FULL_STOPS).strip("."):
         return False
     literal = host.strip("[]")
     # Most hosts are names: answered without parsing them as an address (which costs

@@ -16,7 +16,7 @@ from inbec_export import ECS_VERSION, __version__
 from inbec_export.case import CaseContext
 from inbec_export.detections._common import auth_failures
 from inbec_export.detections.auth_failure import FROM_DOMAIN_METHODS
-from inbec_export.domains import registrable
+from inbec_export.domains import FULL_STOPS, registrable
 from inbec_export.model import (
     ADDRESS_FIELDS,
     SEVERITY_SCORES,
@@ -122,7 +122,9 @@ def message_domains(record: MessageRecord) -> list[str]:
         hosts.extend([hop.from_host or "", hop.by_host or ""])
     if record.message_id and "@" in record.message_id:
         hosts.append(record.message_id.rpartition("@")[2].strip(">").lower())
-    return _unique(h for h in hosts if h and "." in h and normalise_ip(h) is None)
+    return _unique(
+        h for h in hosts if h and "." in h.translate(FULL_STOPS) and normalise_ip(h) is None
+    )
 
 
 def _auth(record: MessageRecord) -> dict[str, Any]:
