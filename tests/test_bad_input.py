@@ -3,6 +3,7 @@ the run. Every test here reproduces a defect that was found and fixed."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import logging
@@ -412,6 +413,8 @@ def test_a_file_named_eml_with_a_single_known_field_is_read(tmp_path: Path) -> N
 
 
 def test_damaged_base64_attachments_are_said_to_be_incomplete(tmp_path: Path) -> None:
+    inner = b"From: x@evil.net\r\nSubject: inner\r\n\r\nPay to the new account\r\n"
+    cut = base64.b64encode(inner)[:-2]  # a broken end: the last characters lost
     path = tmp_path / "b64.eml"
     path.write_bytes(
         b"From: a@example.com\r\nSubject: bad b64\r\nMIME-Version: 1.0\r\n"
@@ -419,23 +422,34 @@ def test_damaged_base64_attachments_are_said_to_be_incomplete(tmp_path: Path) ->
         b"--XX\r\nContent-Type: text/plain\r\n\r\nhello\r\n"
         b"--XX\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
         b"!!!!####\r\n"
-        b"--XX\r\nContent-Type: application/pdf\r\n"
+        b"--XX\r\nContent-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+        + cut
+        + b"\r\n--XX\r\nContent-Type: application/pdf\r\n"
         b'Content-Disposition: attachment; filename="inv.pdf"\r\n'
         b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0x!!!LjQK\r\n"
+        # Groups of four with spaces between them: RFC 2045 ignores the spaces.
         b"--XX\r\nContent-Type: application/pdf\r\n"
         b'Content-Disposition: attachment; filename="good.pdf"\r\n'
-        b"Content-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQK\r\n--XX--\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\nJVBE Ri0x LjQK\r\n--XX--\r\n"
     )
-    [record] = _records(path)
-    assert record.warnings == [
-        "attached message in base64 has 8 characters outside the base64 alphabet; "
-        "0 bytes decoded from the rest",
-        "attachment 'inv.pdf': its base64 content is damaged; the size and SHA-256 are "
-        "those of what could be decoded",
+    records = _records(path)
+    outer, attached = records
+    assert outer.warnings == [
+        "attached message in base64 is damaged (8 characters outside the alphabet); read "
+        "from the 0 bytes the rest decodes to",
+        # 60 bytes in 80 characters, cut to 78: 19 whole groups and 2 characters, 58 bytes.
+        "attached message in base64 is damaged (a broken end); read from the 58 bytes the "
+        "rest decodes to",
+        "attachment 'inv.pdf': its base64 content is damaged (3 characters outside the "
+        "alphabet); the size and SHA-256 are those of the 9 bytes the rest decodes to",
     ]
-    sizes = [(a.name, a.size) for a in record.attachments]
-    assert sizes == [(None, 0), ("inv.pdf", 9), ("good.pdf", 9)]
-    assert record.attachments[2].sha256 == hashlib.sha256(b"%PDF-1.4\n").hexdigest()
+    pdf = hashlib.sha256(b"%PDF-1.4\n").hexdigest()
+    assert [(a.name, a.size, a.sha256) for a in outer.attachments[2:]] == [
+        ("inv.pdf", 9, pdf),
+        ("good.pdf", 9, pdf),
+    ]
+    # What decodes of the cut attached message is read: its sender is not lost.
+    assert (attached.from_[0].address, attached.subject) == ("x@evil.net", "inner")
 
 
 def test_an_unescaped_from_line_inside_a_paragraph_is_body_text(tmp_path: Path) -> None:

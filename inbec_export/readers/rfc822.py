@@ -14,7 +14,6 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from email import errors
 from email.message import Message
 from typing import Any, TypeVar
 
@@ -411,15 +410,14 @@ def fill_body_and_attachments(
         filename = _part_filename(part, record)
         if disposition == "attachment" or filename or ctype == "message/rfc822":
             if count < MAX_ATTACHMENTS:
-                data = _message_bytes(part, record) if ctype == "message/rfc822" else None
-                record.attachments.append(_attachment(part, filename, ctype, data))
-                if data is None and _bad_base64(part):
-                    record.warnings.append(
-                        f"attachment {filename or ctype!r}: its base64 content is damaged; "
-                        "the size and SHA-256 are those of what could be decoded"
-                    )
-                if data and embedded is not None:
-                    embedded.append((count, data))
+                if ctype == "message/rfc822":
+                    data = _message_bytes(part, record)
+                    record.attachments.append(_attachment(part, filename, ctype, data))
+                    if data and embedded is not None:
+                        embedded.append((count, data))
+                else:
+                    decoded = _base64_attachment(part, filename or ctype, record)
+                    record.attachments.append(_attachment(part, filename, ctype, decoded))
             count += 1
             continue
         if ctype == "text/plain":
@@ -488,17 +486,39 @@ def _payload_bytes(part: Message) -> bytes:
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/=]")
 
 
-def _bad_base64(part: Message) -> bool:
-    """True when decoding ``part`` (already done) found its base64 content damaged."""
-    return any(
-        isinstance(
-            d,
-            errors.InvalidBase64CharactersDefect
-            | errors.InvalidBase64PaddingDefect
-            | errors.InvalidBase64LengthDefect,
+def decode_base64(data: bytes) -> tuple[bytes, str | None]:
+    """Decode base64 content as RFC 2045 asks (line breaks and other whitespace ignored):
+    the bytes, and None for sound content; for damaged content (characters outside the
+    alphabet, padding inside it, a broken end) the bytes that the rest decodes to, and
+    what the damage is."""
+    compact = b"".join(data.split())
+    try:
+        return base64.b64decode(compact, validate=True), None
+    except (ValueError, binascii.Error):
+        pass
+    outside = len(_NOT_BASE64.findall(compact))
+    kept = _NOT_BASE64.sub(b"", compact).replace(b"=", b"")
+    if len(kept) % 4 == 1:  # a last character alone holds less than a byte
+        kept = kept[:-1]
+    decoded = base64.b64decode(kept + b"=" * (-len(kept) % 4))
+    return decoded, f"{outside} characters outside the alphabet" if outside else "a broken end"
+
+
+def _base64_attachment(part: Message, name: str, record: MessageRecord) -> bytes | None:
+    """The bytes of a base64 attachment decoded by :func:`decode_base64` (a warning on
+    the record when it is damaged); None for an attachment in another encoding."""
+    if str(part.get("content-transfer-encoding", "")).strip().lower() != "base64":
+        return None
+    raw = part.get_payload()
+    if not isinstance(raw, str):
+        return None
+    data, damage = decode_base64(raw.encode("ascii", errors="replace"))
+    if damage:
+        record.warnings.append(
+            f"attachment {name!r}: its base64 content is damaged ({damage}); the size "
+            f"and SHA-256 are those of the {len(data)} bytes the rest decodes to"
         )
-        for d in getattr(part, "defects", ())
-    )
+    return data
 
 
 def _message_bytes(part: Message, record: MessageRecord) -> bytes:
@@ -517,19 +537,15 @@ def _message_bytes(part: Message, record: MessageRecord) -> bytes:
     encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
     try:
         if encoding == "base64":
-            compact = b"".join(data.split())
-            try:
-                return base64.b64decode(compact, validate=True)
-            except (ValueError, binascii.Error):
-                # Characters outside the alphabet: what the rest decodes to is kept,
-                # and the message says that it is not the whole attachment.
-                decoded = base64.b64decode(compact, validate=False)
-                outside = len(_NOT_BASE64.findall(compact))
+            decoded, damage = decode_base64(data)
+            if damage:
+                # What the rest decodes to is read, and the record says it is not the
+                # whole attached message.
                 record.warnings.append(
-                    f"attached message in base64 has {outside} characters outside the "
-                    f"base64 alphabet; {len(decoded)} bytes decoded from the rest"
+                    f"attached message in base64 is damaged ({damage}); read from the "
+                    f"{len(decoded)} bytes the rest decodes to"
                 )
-                return decoded
+            return decoded
         if encoding == "quoted-printable":
             return quopri.decodestring(data)
     except (ValueError, binascii.Error) as exc:
