@@ -453,8 +453,9 @@ def test_damaged_base64_attachments_are_said_to_be_incomplete(tmp_path: Path) ->
 
 
 def test_an_unescaped_from_line_inside_a_paragraph_is_body_text(tmp_path: Path) -> None:
-    """A "From " line separates messages after an empty line, or when a header field
-    follows it (messages run together); inside a paragraph it is the body's."""
+    """A postmark ("From", sender, date and time) separates messages after an empty
+    line, or when a header field follows it (messages run together); any other "From "
+    line is the body's."""
     path = tmp_path / "loose.mbox"
     path.write_bytes(
         b"From alice@example.com Mon Jan  1 10:00:00 2024\n"
@@ -464,7 +465,8 @@ def test_an_unescaped_from_line_inside_a_paragraph_is_body_text(tmp_path: Path) 
         b"From: bob@example.com\nSubject: two\n\nBody two\n"
         b"From carol@example.com Mon Jan  1 12:00:00 2024\n"
         b"From: carol@example.com\nSubject: three\n\nBody three\n"
-        b"From the desk of Carol\n"
+        b"From the desk of Carol\n\n"
+        b"From now on, please pay invoice 4471 to our new account.\nTel: +1 555 0100\n"
     )
     records = _records(path)
     assert [(r.item_id, r.subject) for r in records] == [
@@ -473,4 +475,9 @@ def test_an_unescaped_from_line_inside_a_paragraph_is_body_text(tmp_path: Path) 
         ("message 2", "three"),
     ]
     assert records[0].body == "Hello,\nFrom nobody's point of view this is fine.\nBye\n\n"
-    assert records[2].body == "Body three\nFrom the desk of Carol\n"
+    # Not postmarks (no date and time): body text, after an empty line or before a
+    # line that looks like a header field alike.
+    assert records[2].body == (
+        "Body three\nFrom the desk of Carol\n\n"
+        "From now on, please pay invoice 4471 to our new account.\nTel: +1 555 0100\n"
+    )

@@ -14,6 +14,9 @@ MAX_MBOX_MESSAGE_BYTES = 128 * 1024 * 1024
 
 _FROM_LINE = re.compile(rb"^From \S*")
 _ESCAPED_FROM = re.compile(rb"^>(>*From )")
+#: A postmark: "From", the sender, then a date with a time in it (asctime's
+#: ``Mon Jan  1 10:00:00 2024`` and the variants writers use).
+_POSTMARK = re.compile(rb"From \S+\s.*\b\d\d?:\d\d")
 #: A header field line (RFC 5322 field name, then a colon).
 _HEADER_FIELD = re.compile(rb"^[!-9;-~]+:")
 
@@ -56,10 +59,12 @@ class MboxReader(Reader):
 def _split(path: str) -> Iterator[tuple[int, bytes, bool]]:
     """Yield ``(index, message bytes, oversized)`` for each message, reading line by line.
 
-    A line starting "From " separates messages when it follows an empty line (as every
-    writer puts one; writers escape such lines in bodies as ">From "), or when the line
-    after it is a header field (messages run together with no empty line between them).
-    A "From " line inside a paragraph of a body that was not escaped is body text.
+    A line starting "From " separates messages when it is a postmark (``From`` and the
+    sender, then a date with its time) and follows an empty line (as every writer puts
+    one; writers escape such lines in bodies as ">From "), or when the line after it is
+    a header field (messages run together with no empty line between them). Any other
+    "From " line ("From now on, please pay...", in a body that was not escaped) is
+    body text.
     """
     index = -1
     lines: list[bytes] = []
@@ -77,7 +82,7 @@ def _split(path: str) -> Iterator[tuple[int, bytes, bool]]:
                     lines, size, oversized = [], 0, False
                 else:
                     size, oversized = _add(lines, held_line, size, oversized)
-            if line.startswith(b"From "):
+            if line.startswith(b"From ") and (index < 0 or _POSTMARK.match(line)):
                 if index >= 0 and not after_empty:
                     held, after_empty = line, False
                     continue
