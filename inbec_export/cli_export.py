@@ -20,6 +20,7 @@ from inbec_export.cli import (
     QuietOption,
     SubjectOption,
     VerboseOption,
+    WorkersOption,
     _setup_logging,
     err_console,
     error_line,
@@ -161,6 +162,7 @@ def _case_folder(
         analysis.subject_pattern,
         analysis.auth_fail,
         analysis.quiet,
+        workers=analysis.workers,
     )
     run_analysis(evidence, options)
     return analysis.out
@@ -222,6 +224,7 @@ def _command(flavour_name: str, env: str) -> None:
         allowlist: AllowlistOption = None,
         subject_pattern: SubjectOption = None,
         auth_fail: AuthFailOption = None,
+        workers: WorkersOption = 1,
         quiet: QuietOption = False,
         verbose: VerboseOption = False,
     ) -> None:
@@ -235,6 +238,7 @@ def _command(flavour_name: str, env: str) -> None:
             subject_pattern,
             auth_fail,
             quiet,
+            workers=workers,
         )
         with one_line_errors():
             connection = Connection(
@@ -319,6 +323,7 @@ def timesketch(
     allowlist: AllowlistOption = None,
     subject_pattern: SubjectOption = None,
     auth_fail: AuthFailOption = None,
+    workers: WorkersOption = 1,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
 ) -> None:
@@ -326,7 +331,15 @@ def timesketch(
     per finding), wait until it is indexed and count it back. Exit 1 on a mismatch."""
     _setup_logging(verbose, quiet)
     analysis = AnalysisOptions(
-        legit, legit_file, allowlist, out, case_id or "case", subject_pattern, auth_fail, quiet
+        legit,
+        legit_file,
+        allowlist,
+        out,
+        case_id or "case",
+        subject_pattern,
+        auth_fail,
+        quiet,
+        workers=workers,
     )
     with one_line_errors():
         config = _timesketch_client_config(client_config)

@@ -144,3 +144,26 @@ def test_bulk_requests_are_cut_by_documents_and_bytes_and_escape_odd_ids(
     assert first == (
         '{"create":{"_index":"inbec-messages-c","_id":"' + f"{0:040x}" + '"}}\n{"a":1}\n'
     )
+
+
+@pytest.mark.parametrize("flavour", ["opensearch", "timesketch"])
+def test_exports_from_evidence_take_workers_as_analyze_does(tmp_path: Path, flavour: str) -> None:
+    import json
+
+    from inbec_export.sample.generator import generate_sample_case
+
+    sample = generate_sample_case(tmp_path / "sample")
+    out = tmp_path / "case"
+    analysis = [str(sample.evidence_dir), "--legit-file", str(sample.legit_file), "--workers", "2"]
+    target = ["-o", str(out), "--url", _dead_url(), "-q"]
+    if flavour == "timesketch":
+        target += ["--user", "analyst", "--sketch", "1"]
+    result = CliRunner().invoke(
+        app,
+        ["export", flavour, *analysis, *target],
+        env={"INBEC_TIMESKETCH_PASSWORD": "pw-Zq88-timesketch"},
+    )
+    # Analyzed with two workers, then the server is not there: exit 1, not a usage error.
+    assert result.exit_code == 1, result.output
+    summary = json.loads((out / "summary.json").read_text("utf-8"))
+    assert summary["totals"]["messages_written"] == sample.message_count
