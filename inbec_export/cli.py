@@ -220,8 +220,8 @@ SubjectOption = Annotated[
 AuthFailOption = Annotated[
     list[str] | None,
     typer.Option(
-        help="Auth results that count as failures, e.g. spf=fail,softfail (repeatable; "
-        "replaces the default for that method)."
+        help="Auth results that count as failures, e.g. spf=fail (repeatable; replaces the "
+        "default for that method: spf=fail,softfail dkim=fail dmarc=fail compauth=fail)."
     ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="Errors only.")]
@@ -417,7 +417,8 @@ def analyze(
 ) -> None:
     """Analyze evidence and write a case folder (no server needed).
 
-    Exit codes: 0 done (also when there are findings), 2 usage error, 1 unexpected failure.
+    Exit codes: 0 done (also when there are findings), 2 usage error, 1 unexpected failure,
+    130 or 143 stopped by Ctrl-C or SIGTERM (the case folder is marked incomplete).
     """
     _setup_logging(verbose, quiet)
     with one_line_errors():
