@@ -21,7 +21,13 @@ from inbec_export.case import CaseContext
 from inbec_export.cli import _PlainText
 from inbec_export.model import ItemFailure, MessageRecord
 from inbec_export.pipeline import analyze
-from inbec_export.readers import REACHED_AGAIN, FileSkipped, iter_evidence, walk_inputs
+from inbec_export.readers import (
+    FOLDER_REACHED_AGAIN,
+    REACHED_AGAIN,
+    FileSkipped,
+    iter_evidence,
+    walk_inputs,
+)
 from inbec_export.readers.headers import parse_date
 from inbec_export.sinks.case_folder import csv_cell, strict_json
 from inbec_export.sinks.spill import SortedSpill
@@ -153,8 +159,14 @@ def test_symlinked_folders_are_walked_once(tmp_path: Path) -> None:
     (real / "a.eml").write_bytes(MESSAGE)
     (tmp_path / "link").symlink_to(real, target_is_directory=True)
     (real / "loop").symlink_to(real, target_is_directory=True)
-    found = [p for p in walk_inputs([tmp_path]) if isinstance(p, Path)]
-    assert found == [tmp_path / "link" / "a.eml"]
+    walked = list(walk_inputs([tmp_path, real]))
+    assert [p for p in walked if isinstance(p, Path)] == [tmp_path / "link" / "a.eml"]
+    # Each way back into the folder is listed: the loop, the real name, the folder given.
+    assert walked[1:] == [
+        FileSkipped(str(tmp_path / "link" / "loop"), FOLDER_REACHED_AGAIN),
+        FileSkipped(str(real), FOLDER_REACHED_AGAIN),
+        FileSkipped(str(real), FOLDER_REACHED_AGAIN),
+    ]
 
 
 def test_dates_with_changed_years_are_not_trusted() -> None:

@@ -62,6 +62,11 @@ EVIDENCE_SUFFIXES = (".pst", ".ost", ".msg", ".eml", ".mbox", ".mbx")
 
 #: Why a file reached again in a walk (named twice, through a link) is not read again.
 REACHED_AGAIN = "the same file as one given before (under another name or a link): read once"
+#: Why a folder reached again in a walk (named twice, a link to it, a link loop) is not
+#: walked again.
+FOLDER_REACHED_AGAIN = (
+    "the same folder as one walked before (under another name or a link): walked once"
+)
 
 
 def walk_inputs(
@@ -101,6 +106,7 @@ def walk_inputs(
             real = os.path.realpath(folder)
             if real in walked:
                 subfolders[:] = []
+                yield FileSkipped(folder, FOLDER_REACHED_AGAIN)
                 continue
             walked.add(real)
             if is_case_folder(Path(folder), files):
