@@ -153,18 +153,7 @@ def _case_folder(
         return from_case
     if not evidence:
         raise UsageError("give evidence to analyze, or --from-case with a case folder")
-    options = AnalysisOptions(
-        analysis.legit,
-        analysis.legit_file,
-        analysis.allowlist,
-        analysis.out,
-        case_id or "case",
-        analysis.subject_pattern,
-        analysis.auth_fail,
-        analysis.quiet,
-        workers=analysis.workers,
-    )
-    run_analysis(evidence, options)
+    run_analysis(evidence, analysis)
     return analysis.out
 
 

@@ -131,7 +131,7 @@ def test_bulk_requests_are_cut_by_documents_and_bytes_and_escape_odd_ids(
     monkeypatch.setattr(search, "CHUNK_BYTES", 300)
     documents = [("inbec-messages-c", f"{n:040x}", '{"a":1}') for n in range(5)]
     documents.insert(2, ("inbec-messages-c", 'odd"id', '{"big":"' + "x" * 300 + '"}'))
-    chunks = list(search._chunks(documents))
+    chunks = list(search._chunks("create", documents))
     assert [[doc_id for doc_id, _ in chunk] for chunk in chunks] == [
         [f"{0:040x}", f"{1:040x}"],
         ['odd"id'],  # over the byte limit alone: sent alone

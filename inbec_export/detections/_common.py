@@ -205,6 +205,16 @@ def auth_failures(case: CaseContext, record: MessageRecord) -> list[AuthResult]:
     return [result for result in counted_auth_results(record) if is_failure(case, result)]
 
 
+#: Methods whose failure means the From domain itself was not authenticated.
+FROM_DOMAIN_METHODS = frozenset({"dmarc", "compauth"})
+
+
+def refuses_from_domain(failures: Iterable[AuthResult]) -> bool:
+    """True when among ``failures`` (results that failed) DMARC or compauth did: the
+    receiving server did not authenticate the From domain."""
+    return any(result.method.lower() in FROM_DOMAIN_METHODS for result in failures)
+
+
 def auth_label(result: AuthResult) -> str:
     """``dmarc=fail (acme-corp.com)``."""
     label = f"{result.method}={result.result}"

@@ -31,6 +31,7 @@ from inbec_export.detections._common import (
     counted_auth_results,
     is_failure,
     iso,
+    refuses_from_domain,
     sender_of,
     when,
 )
@@ -38,9 +39,6 @@ from inbec_export.detections.base import Rule, register
 from inbec_export.model import Finding, Indicator, MessageRecord, MessageRef
 
 logger = logging.getLogger(__name__)
-
-#: Methods whose failure means the From domain itself was not authenticated.
-FROM_DOMAIN_METHODS = frozenset({"dmarc", "compauth"})
 
 
 @register
@@ -73,9 +71,7 @@ class AuthFailureRule(Rule):
             + f" for {record.subject or '(no subject)'!r} from "
             + f"{sender.address if sender else 'an unknown sender'} at {when(record.timestamp)}"
         )
-        high = any(r.method.lower() in FROM_DOMAIN_METHODS for r in failures) or any(
-            self.case.is_legit(r.domain) for r in failures
-        )
+        high = refuses_from_domain(failures) or any(self.case.is_legit(r.domain) for r in failures)
         domains = sorted({r.domain for r in failures if r.domain})
         evidence: dict[str, object] = {
             "failures": [auth_evidence(result) for result in failures],

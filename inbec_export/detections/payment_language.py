@@ -49,10 +49,10 @@ from inbec_export.detections._common import (
     iso,
     lookalike_of,
     message_lookalikes,
+    refuses_from_domain,
     sender_of,
     when,
 )
-from inbec_export.detections.auth_failure import FROM_DOMAIN_METHODS
 from inbec_export.detections.base import Rule, register
 from inbec_export.domains import registrable
 from inbec_export.model import Finding, Indicator, MessageRecord, MessageRef
@@ -329,10 +329,7 @@ class PaymentLanguageRule(Rule):
         failures = list(dict.fromkeys(auth_label(r) for r in failed))
         posing = sender is not None and (
             lookalike_of(self.case, sender.domain) is not None
-            or (
-                self.case.is_legit(sender.domain)
-                and any(r.method.lower() in FROM_DOMAIN_METHODS for r in failed)
-            )
+            or (self.case.is_legit(sender.domain) and refuses_from_domain(failed))
         )
         context: list[str] = []
         if lookalikes:

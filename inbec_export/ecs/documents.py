@@ -14,8 +14,7 @@ from typing import Any
 
 from inbec_export import ECS_VERSION, __version__
 from inbec_export.case import CaseContext
-from inbec_export.detections._common import auth_failures
-from inbec_export.detections.auth_failure import FROM_DOMAIN_METHODS
+from inbec_export.detections._common import auth_failures, refuses_from_domain
 from inbec_export.domains import FULL_STOPS, registrable
 from inbec_export.model import (
     ADDRESS_FIELDS,
@@ -156,23 +155,22 @@ def _lookalike(record: MessageRecord, case: CaseContext, hosts: list[str]) -> di
     """The lookalike flags of a message whose host names (:func:`message_domains`) are
     ``hosts``."""
     matches = {}
+    matched: set[str] = set()
     for host in hosts:
         match = case.lookalike(host)
         if match is not None:
             matches[match.domain] = match
-    from_domains = {registrable(a.domain) for a in record.from_ if a.domain}
-    # A From domain with hidden characters maps onto the legitimate one: its own match
-    # says it is a lookalike.
-    hidden = any(
-        not a.domain.isascii() and case.lookalike(a.domain) is not None
-        for a in record.from_
-        if a.domain
+            matched.add(host)
+    # The sender is a lookalike when its host matched, or when its registrable domain is
+    # one a match names (the attacker's domain behind a subdomain lookalike).
+    sender = any(
+        a.domain in matched or registrable(a.domain) in matches for a in record.from_ if a.domain
     )
     return {
         "domains": sorted(matches),
         "legit_domains": sorted({m.legit_domain for m in matches.values()}),
         "techniques": sorted({t for m in matches.values() for t in m.techniques}),
-        "sender": hidden or any(domain in matches for domain in from_domains),
+        "sender": sender,
     }
 
 
@@ -360,11 +358,7 @@ def _sender_type(
     if not from_domains:
         return "unknown"
     if all(case.is_legit(d) for d in from_domains):
-        if any(
-            result.method.lower() in FROM_DOMAIN_METHODS for result in auth_failures(case, record)
-        ):
-            return "spoofed"
-        return "legitimate"
+        return "spoofed" if refuses_from_domain(auth_failures(case, record)) else "legitimate"
     if all(case.is_trusted(d) for d in from_domains):
         return "allowlisted"
     return "outside"

@@ -131,16 +131,6 @@ def walk_inputs(
             yield ItemFailure(str(where), None, f"cannot list folder: {error.strerror}")
 
 
-def read_once(
-    opened: _Opened | ItemFailure | FileSkipped, first: dict[bytes, str]
-) -> _Opened | ItemFailure | FileSkipped:
-    """``opened``, or the :class:`FileSkipped` of :func:`repeated` when its content was
-    opened before in the run."""
-    if isinstance(opened, _Opened):
-        return repeated(opened.evidence, first) or opened
-    return opened
-
-
 def repeated(evidence: EvidenceFile, first: dict[bytes, str]) -> FileSkipped | None:
     """A :class:`FileSkipped` when a file of the same content (SHA-256) as ``evidence``
     was opened before in the run, else None; ``first`` maps each digest (its 32 bytes:
@@ -198,8 +188,8 @@ def iter_evidence(
         own_case: the run's case folder, passed over if it lies among the inputs (see
             :func:`walk_inputs`).
 
-    A file with the content of one read before (a copy, a hard link) is not read again:
-    a :class:`FileSkipped` names the first (see :func:`read_once`).
+    A file with the content of one read before (a copy) is not read again: a
+    :class:`FileSkipped` names the first (see :func:`repeated`).
     """
     finish = _Finish(prepare)
     if workers > 1:
@@ -270,7 +260,8 @@ class _OpenedAhead:
                 self._entries = None
                 return
             opened = _open_file(entry) if isinstance(entry, Path) else entry
-            opened = read_once(opened, self._first)
+            if isinstance(opened, _Opened):
+                opened = repeated(opened.evidence, self._first) or opened
             self._pending.append(opened)
             self._bytes += _size(opened)
             _read_ahead(opened)

@@ -93,16 +93,8 @@ def _split(path: str) -> Iterator[tuple[int, bytes, bool]]:
                 after_empty = False
                 continue
             after_empty = line == b"\n" or line == b"\r\n"
-            if index < 0:
-                continue
-            size += len(line)
-            if size > MAX_MBOX_MESSAGE_BYTES:
-                oversized = True
-                lines.clear()
-                continue
-            if not oversized:
-                # Only a line that starts with ">" can be an escaped "From " line.
-                lines.append(_ESCAPED_FROM.sub(rb"\1", line) if line[:1] == b">" else line)
+            if index >= 0:
+                size, oversized = _add(lines, line, size, oversized)
     if held is not None:
         size, oversized = _add(lines, held, size, oversized)
     if index >= 0:
@@ -110,9 +102,8 @@ def _split(path: str) -> Iterator[tuple[int, bytes, bool]]:
 
 
 def _add(lines: list[bytes], line: bytes, size: int, oversized: bool) -> tuple[int, bool]:
-    """Add a held ``line`` to the message being split (as the loop of :func:`_split`
-    adds the others); its new size and whether it is now over
-    :data:`MAX_MBOX_MESSAGE_BYTES` (then nothing more is kept)."""
+    """Add ``line`` to the message being split: its new size, and whether it is now
+    over :data:`MAX_MBOX_MESSAGE_BYTES` (then nothing more is kept)."""
     size += len(line)
     if size > MAX_MBOX_MESSAGE_BYTES:
         lines.clear()

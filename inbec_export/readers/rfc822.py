@@ -504,10 +504,15 @@ def decode_base64(data: bytes) -> tuple[bytes, str | None]:
     return decoded, f"{outside} characters outside the alphabet" if outside else "a broken end"
 
 
+def _transfer_encoding(part: Message) -> str:
+    """The part's Content-Transfer-Encoding, lower-cased ("" when it has none)."""
+    return str(part.get("content-transfer-encoding", "")).strip().lower()
+
+
 def _base64_attachment(part: Message, name: str, record: MessageRecord) -> bytes | None:
     """The bytes of a base64 attachment decoded by :func:`decode_base64` (a warning on
     the record when it is damaged); None for an attachment in another encoding."""
-    if str(part.get("content-transfer-encoding", "")).strip().lower() != "base64":
+    if _transfer_encoding(part) != "base64":
         return None
     raw = part.get_payload()
     if not isinstance(raw, str):
@@ -534,7 +539,7 @@ def _message_bytes(part: Message, record: MessageRecord) -> bytes:
     except RecursionError:
         record.warnings.append("attached message nested too deep to read; not read")
         return b""
-    encoding = str(part.get("content-transfer-encoding", "")).strip().lower()
+    encoding = _transfer_encoding(part)
     try:
         if encoding == "base64":
             decoded, damage = decode_base64(data)

@@ -205,10 +205,6 @@ class Flavour:
         """A client for ``connection``."""
         raise NotImplementedError
 
-    def streaming_bulk(self) -> Callable[..., Iterator[tuple[bool, dict[str, Any]]]]:
-        """The client library's streaming bulk helper."""
-        raise NotImplementedError
-
     def scan(self) -> Callable[..., Iterable[dict[str, Any]]]:
         """The client library's scroll helper."""
         raise NotImplementedError
@@ -244,11 +240,6 @@ class ElasticsearchFlavour(Flavour):
         elif connection.bearer_token:
             options["bearer_auth"] = connection.bearer_token
         return Elasticsearch(connection.url, **options)
-
-    def streaming_bulk(self) -> Callable[..., Iterator[tuple[bool, dict[str, Any]]]]:
-        from elasticsearch.helpers import streaming_bulk
-
-        return streaming_bulk  # type: ignore[return-value]
 
     def scan(self) -> Callable[..., Iterable[dict[str, Any]]]:
         from elasticsearch.helpers import scan
@@ -303,11 +294,6 @@ class OpenSearchFlavour(Flavour):
         if headers:
             options["headers"] = headers
         return OpenSearch(hosts=[connection.url], **options)
-
-    def streaming_bulk(self) -> Callable[..., Iterator[tuple[bool, dict[str, Any]]]]:
-        from opensearchpy.helpers import streaming_bulk
-
-        return streaming_bulk  # type: ignore[no-any-return]
 
     def scan(self) -> Callable[..., Iterable[dict[str, Any]]]:
         from opensearchpy.helpers import scan
@@ -483,26 +469,19 @@ def count_documents(case_dir: Path) -> int:
     return total
 
 
-def case_actions(case_dir: Path, prefix: str, case_id: str) -> Iterator[dict[str, Any]]:
-    """Bulk ``create`` actions for every document of the case folder, streamed.
+def case_documents(case_dir: Path, prefix: str, case_id: str) -> Iterator[tuple[str, str, str]]:
+    """``(index, id, document text)`` for every document of the case folder, streamed.
 
-    Each document goes as the JSON text the case folder holds (both clients send a
-    string source as it is): parsing it only to serialise it again would cost about as
-    much as the whole request.
+    Each document goes as the JSON text the case folder holds: parsing it only to
+    serialise it again would cost about as much as the whole request.
     """
     for kind in KINDS:
         index = index_name(prefix, kind, case_id)
         with (case_dir / f"{kind}.ndjson").open(encoding="utf-8") as handle:
             for action_line in handle:
                 document_line = handle.readline()
-                action = json.loads(action_line)
-                doc_id = action["create"]["_id"]
-                yield {
-                    "_op_type": "create",
-                    "_index": index,
-                    "_id": doc_id,
-                    "_source": document_line.rstrip("\n"),
-                }
+                doc_id = str(json.loads(action_line)["create"]["_id"])
+                yield index, doc_id, document_line.rstrip("\n")
 
 
 def case_ids(case_dir: Path, kind: str) -> set[str]:
@@ -594,8 +573,8 @@ def export_case(
     rejected: list[dict[str, Any]] = []
     held: Counter[str] = Counter()
     try:
-        bulk = _Bulk(flavour, client, result, rejected, held)
-        bulk.run(case_actions(case_dir, prefix, case_id), progress)
+        bulk = _Bulk(client, result, rejected, held)
+        bulk.run(case_documents(case_dir, prefix, case_id), progress)
     except Exception as exc:
         result.stopped = (
             f"{_explain(flavour, exc, connection)}; {result.unsent} documents not sent: "
@@ -663,8 +642,7 @@ def _stale(
         extra = [str(hit["_id"]) for hit in hits if hit.get("_id") not in ours]
         result.stale += len(extra)
         if delete and extra:
-            actions = ({"_op_type": "delete", "_index": index, "_id": i} for i in extra)
-            for ok, item in _stream(flavour, client, actions):
+            for ok, item in _send(client, "delete", ((index, i, None) for i in extra)):
                 outcome: dict[str, Any] = next(iter(item.values()), {})
                 if ok and int(outcome.get("status") or 0) == 200:
                     result.deleted += 1
@@ -716,44 +694,24 @@ def _looks_secret(value: str) -> bool:
     return sum(kinds) >= 2
 
 
-def _stream(
-    flavour: Flavour, client: Any, actions: Iterable[dict[str, Any]]
+def _send(
+    client: Any, op: str, documents: Iterable[tuple[str, str, str | None]]
 ) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """The streaming bulk helper with the export's chunking, retries and answer fields."""
-    streaming_bulk = flavour.streaming_bulk()
-    return streaming_bulk(
-        client,
-        actions,
-        chunk_size=CHUNK_DOCUMENTS,
-        max_chunk_bytes=CHUNK_BYTES,
-        raise_on_error=False,
-        raise_on_exception=True,
-        max_retries=BULK_RETRIES,
-        initial_backoff=INITIAL_BACKOFF_SECONDS,
-        max_backoff=MAX_BACKOFF_SECONDS,
-        yield_ok=True,
-        # The server answers only what is read here: about half the bytes of a full
-        # answer to parse, on both sides.
-        filter_path=BULK_ANSWER_FIELDS,
-    )
-
-
-def _create(
-    client: Any, documents: Iterable[tuple[str, str, str]]
-) -> Iterator[tuple[bool, dict[str, Any]]]:
-    """Send ``(index, id, source text)`` documents with the bulk ``create`` operation;
-    yield ``(ok, answer item)`` for each, in order, as the streaming bulk helper does.
+    """Send ``(index, id, document text)`` with the bulk operation ``op`` (``create``,
+    ``index``; ``delete`` takes no text: None); yield ``(ok, answer item)`` for each, in
+    order.
 
     The request body is the documents' own text behind action lines written here (no
-    action or document goes through a serialiser): on a fast node the helper's chunking
-    and serialising took a fifth of the export's time. Requests hold at most
-    CHUNK_DOCUMENTS documents and CHUNK_BYTES bytes. Documents the server answers 429
-    (too busy), or the whole request when it does, are sent again after a backoff
-    (INITIAL_BACKOFF_SECONDS, doubling up to MAX_BACKOFF_SECONDS) up to BULK_RETRIES
-    times; then they are answered 429 like any other refusal. Other errors of a request
-    (the client's own retries for 502, 503, 504 and lost connections spent) are raised.
+    action or document goes through a serialiser: on a fast node the clients' streaming
+    helper, chunking and serialising, took a fifth of the export's time). Requests hold
+    at most CHUNK_DOCUMENTS documents and CHUNK_BYTES bytes. Documents the server
+    answers 429 (too busy), or the whole request when it does, are sent again after a
+    backoff (INITIAL_BACKOFF_SECONDS, doubling up to MAX_BACKOFF_SECONDS) up to
+    BULK_RETRIES times; then they are answered 429 like any other refusal. Other errors
+    of a request (the client's own retries for 502, 503, 504 and lost connections
+    spent) are raised.
     """
-    for chunk in _chunks(documents):
+    for chunk in _chunks(op, documents):
         pending = chunk
         for attempt in range(BULK_RETRIES + 1):
             last = attempt == BULK_RETRIES
@@ -772,7 +730,7 @@ def _create(
                 )
             busy = []
             for entry, item in zip(pending, items, strict=True):
-                outcome: dict[str, Any] = item.get("create") or next(iter(item.values()), {})
+                outcome: dict[str, Any] = item.get(op) or next(iter(item.values()), {})
                 status = int(outcome.get("status") or 0)
                 if status == 429 and not last:
                     busy.append(entry)
@@ -790,7 +748,7 @@ _PLAIN_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def _chunks(
-    documents: Iterable[tuple[str, str, str]],
+    op: str, documents: Iterable[tuple[str, str, str | None]]
 ) -> Iterator[list[tuple[str, bytes]]]:
     """``(id, action and document lines)`` lists of at most CHUNK_DOCUMENTS documents
     and CHUNK_BYTES bytes (a larger document goes alone)."""
@@ -798,10 +756,11 @@ def _chunks(
     size = 0
     for index, doc_id, source in documents:
         if _PLAIN_NAME.fullmatch(index) and _PLAIN_NAME.fullmatch(doc_id):
-            action = f'{{"create":{{"_index":"{index}","_id":"{doc_id}"}}}}\n'
+            action = f'{{"{op}":{{"_index":"{index}","_id":"{doc_id}"}}}}\n'
         else:  # not one of ours: written by the JSON encoder
-            action = json.dumps({"create": {"_index": index, "_id": doc_id}}) + "\n"
-        lines = (action + source + "\n").encode("utf-8", "surrogatepass")
+            action = json.dumps({op: {"_index": index, "_id": doc_id}}) + "\n"
+        text = action if source is None else action + source + "\n"
+        lines = text.encode("utf-8", "surrogatepass")
         if chunk and (len(chunk) == CHUNK_DOCUMENTS or size + len(lines) > CHUNK_BYTES):
             yield chunk
             chunk, size = [], 0
@@ -822,13 +781,11 @@ class _Bulk:
 
     def __init__(
         self,
-        flavour: Flavour,
         client: Any,
         result: ExportResult,
         rejected: list[dict[str, Any]],
         held: Counter[str],
     ) -> None:
-        self.flavour = flavour
         self.client = client
         self.result = result
         self.rejected = rejected
@@ -839,19 +796,21 @@ class _Bulk:
         self.conflicts: list[tuple[str, str, str]] = []
         self.reads_denied = False
 
-    def _remember(self, actions: Iterable[dict[str, Any]]) -> Iterator[tuple[str, str, str]]:
-        for action in actions:
-            self.pending[action["_id"]] = (action["_index"], action["_source"])
-            yield action["_index"], action["_id"], action["_source"]
+    def _remember(
+        self, documents: Iterable[tuple[str, str, str]]
+    ) -> Iterator[tuple[str, str, str]]:
+        for index, doc_id, source in documents:
+            self.pending[doc_id] = (index, source)
+            yield index, doc_id, source
 
     def run(
         self,
-        actions: Iterable[dict[str, Any]],
+        documents: Iterable[tuple[str, str, str]],
         progress: Callable[[int, int], None] | None,
     ) -> None:
         result = self.result
         last = time.monotonic()
-        for ok, item in _create(self.client, self._remember(actions)):
+        for ok, item in _send(self.client, "create", self._remember(documents)):
             outcome: dict[str, Any] = item.get("create") or next(iter(item.values()), {})
             doc_id = str(outcome.get("_id"))
             index, source = self.pending.pop(doc_id, (str(outcome.get("_index")), ""))
@@ -890,10 +849,8 @@ class _Bulk:
                 self.result.unchanged += 1
                 self.held[index] += 1
             else:
-                changed.append(
-                    {"_op_type": "index", "_index": index, "_id": doc_id, "_source": source}
-                )
-        for ok, item in _stream(self.flavour, self.client, changed):
+                changed.append((index, doc_id, source))
+        for ok, item in _send(self.client, "index", changed):
             outcome: dict[str, Any] = item.get("index") or next(iter(item.values()), {})
             status = int(outcome.get("status") or 0)
             index = where.get(str(outcome.get("_id")), str(outcome.get("_index")))
